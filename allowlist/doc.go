@@ -1,0 +1,2 @@
+// Package allowlist decides which image references may be pulled.
+package allowlist

@@ -1,0 +1,119 @@
+package securefile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// MkdirPrivate creates dir (and parents) with mode 0700. An existing
+// directory keeps its mode; callers that care check it with CheckPrivate.
+func MkdirPrivate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFile atomically replaces path with data, mode 0600. The parent
+// directory is created 0700 if missing. Readers see either the old or the new
+// content, never a partial file.
+func WriteFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := MkdirPrivate(dir); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temporary file in %s: %w", dir, err)
+	}
+	tmpName := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmpName)
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmpName, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmpName, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", tmpName, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmpName, err)
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	ok = true
+	return nil
+}
+
+// Lock is a held advisory lock. Unlock releases it.
+type Lock struct{ f *os.File }
+
+// ErrLockTimeout is returned by LockFile when ctx ends before the lock is had.
+var ErrLockTimeout = errors.New("timed out waiting for lock")
+
+// LockFile takes an exclusive flock on path (created 0600 if missing),
+// waiting until it is free or ctx is done. The kernel releases the lock if the
+// process dies, so a crashed holder never wedges the others.
+func LockFile(ctx context.Context, path string) (*Lock, error) {
+	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	delay := time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w (%w)", path, ErrLockTimeout, ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 20*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// Unlock releases the lock. It is safe to call more than once.
+func (l *Lock) Unlock() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// CheckPrivate reports whether path (file or directory) can be read by users
+// other than its owner, so callers can warn about secrets exposed to others.
+func CheckPrivate(path string) (exposed bool, mode os.FileMode, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, 0, err
+	}
+	return fi.Mode().Perm()&0o077 != 0, fi.Mode().Perm(), nil
+}

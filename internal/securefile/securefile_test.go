@@ -1,0 +1,83 @@
+package securefile
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWriteFileModesAndReplace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sub")
+	p := filepath.Join(dir, "secret.json")
+	if err := WriteFile(p, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != "two" {
+		t.Fatalf("content %q, %v", b, err)
+	}
+	fi, _ := os.Stat(p)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, _ := os.Stat(dir)
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode %v, want 0700", di.Mode().Perm())
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("temp files left behind: %v", ents)
+	}
+	exposed, _, err := CheckPrivate(p)
+	if err != nil || exposed {
+		t.Errorf("CheckPrivate = %v, %v", exposed, err)
+	}
+}
+
+func TestLockFileExcludesAndTimesOut(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.lock")
+	l, err := LockFile(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := LockFile(ctx, p); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("second lock: %v, want ErrLockTimeout", err)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Counter incremented under the lock by many goroutines, each with its
+	// own file descriptor (flock is per open file description).
+	counter := filepath.Join(t.TempDir(), "n")
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := LockFile(context.Background(), p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer l.Unlock()
+			b, _ := os.ReadFile(counter)
+			if err := WriteFile(counter, append(b, 'x')); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(counter)
+	if len(b) != 20 {
+		t.Fatalf("lost updates: %d of 20", len(b))
+	}
+}
