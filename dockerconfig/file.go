@@ -124,10 +124,10 @@ func locate(path string, data []byte, err error) error {
 	}
 	line, col := 1, 1
 	if off > 0 {
-		if off > int64(len(data)) {
-			off = int64(len(data))
+		if off >= int64(len(data)) { // unexpected end: point at the last real byte
+			off = int64(len(bytes.TrimRight(data, " \t\r\n")))
 		}
-		pos := int(off) - 1 // the byte that stopped the decoder
+		pos := max(int(off)-1, 0) // the byte that stopped the decoder
 		before := data[:pos]
 		line = 1 + bytes.Count(before, []byte{'\n'})
 		col = pos - (bytes.LastIndexByte(before, '\n') + 1) + 1

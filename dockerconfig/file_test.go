@@ -95,8 +95,8 @@ func TestParseErrorsLocate(t *testing.T) {
 		line, col int
 	}{
 		{"{\n\t\"auths\": {\n\t\t\"a\": {\"auth\": \"x\"},,\n\t}\n}", 3, 22}, // the second comma
-		{"{\n  \"auths\": [1]\n}", 2, 12}, // the array
-		{"{\n  \"credsStore\": 5\n}", 2, 17}, // the number
+		{"{\n  \"auths\": [1]\n}", 2, 12},                                    // the array
+		{"{\n  \"credsStore\": 5\n}", 2, 17},                                 // the number
 		{"{\"auths\": {", 1, 11},
 		{"[]", 1, 1},
 	}
