@@ -318,6 +318,18 @@ func (s *Server) TokenInfo(password string) (Minted, bool) {
 	return m, ok
 }
 
+// MintedPasswords returns every registry token password minted so far, for
+// tests that check no token leaks into logs or error output.
+func (s *Server) MintedPasswords() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for p := range s.tokens {
+		out = append(out, p)
+	}
+	return out
+}
+
 // MintedTokens returns how many distinct registry tokens were minted.
 func (s *Server) MintedTokens() int {
 	s.mu.Lock()
