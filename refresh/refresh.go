@@ -19,6 +19,9 @@ const Username = "AWS"
 type Token struct {
 	Username, Password string
 	ExpiresAt          time.Time
+	// Stale is set when minting a new token failed and the cached one, still
+	// valid but inside the refresh margin, was returned instead.
+	Stale bool
 }
 
 // Minter returns a token for an ECR registry host: the cached one while it
@@ -45,9 +48,15 @@ type Sink interface {
 // Result is the outcome of one registry's refresh.
 type Result struct {
 	Host      string
-	ExpiresAt time.Time // zero when Err is set
-	Err       error
+	ExpiresAt time.Time // zero when Err is set, unless Stale
+	// Stale: minting failed, and the cached token (valid until ExpiresAt)
+	// was written instead; Err says so. It counts as a failure.
+	Stale bool
+	Err   error
 }
+
+// ErrStale is the Err of a Result whose token could not be renewed.
+var ErrStale = errors.New("AWS did not mint a new token (throttled or unavailable); the cached token, still valid, was kept")
 
 // Report is the outcome of one refresh run.
 type Report struct {
@@ -193,13 +202,17 @@ func (r *Refresher) Once(ctx context.Context) (Report, error) {
 			if err == nil {
 				results[i].ExpiresAt = tok.ExpiresAt
 				tokens[i] = tok
+				if tok.Stale {
+					results[i].Stale = true
+					results[i].Err = fmt.Errorf("%w: it expires at %s", ErrStale, tok.ExpiresAt.UTC().Format(time.RFC3339))
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	good := map[string]Token{}
 	for i, res := range results {
-		if res.Err == nil {
+		if res.Err == nil || res.Stale {
 			good[res.Host] = tokens[i]
 		}
 	}
