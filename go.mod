@@ -2,7 +2,11 @@ module github.com/spacelift-io/tollgate
 
 go 1.26.8
 
-require github.com/moby/buildkit v0.34.2
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/moby/buildkit v0.34.2
+	go.yaml.in/yaml/v3 v3.0.6
+)
 
 require (
 	github.com/agext/levenshtein v1.2.3 // indirect
@@ -26,7 +30,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ecrpublic v1.47.12
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0
 	github.com/aws/smithy-go v1.28.9
-	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
