@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/dockerconfig"
+	"github.com/spacelift-io/tollgate/doctor"
+)
+
+func init() {
+	commands["doctor"] = command{"check what tollgate needs on this host and say what to fix", runDoctor}
+}
+
+// doctorDeadline bounds a whole doctor run, whatever the per-check timeout.
+const doctorDeadline = 28 * time.Second
+
+func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var registries refreshHosts
+	configPath := fs.String("config", "", "config `file` (default: $"+config.EnvConfig+", else the built-in default)")
+	fs.Var(&registries, "registry", "ECR registry `host` to try GetAuthorizationToken against (repeatable)")
+	proxy := fs.String("proxy", "", "base `URL` of a tollgate proxy to probe, e.g. http://127.0.0.1:5000")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "give up on one check after this `duration` (at most 8s)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `usage: tollgate doctor [--registry HOST]... [--proxy URL] [--json]
+
+Checks, on this host, what tollgate needs and says in plain words what works
+and what to fix: the config file and its allowlist, $%s
+and its permissions, the token cache directory, IMDSv2, the AWS credential
+chain and its identity (STS), ECR GetAuthorizationToken for each --registry,
+and the proxy at --proxy. Each check gives up after --timeout; the whole run
+ends within 30 seconds. Exit status: 0 when every check passed (warnings and
+skipped checks do not fail), 1 when any failed, 2 on a usage error.
+
+flags:
+`, dockerconfig.EnvConfigDir)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tollgate doctor: unexpected argument %q (registries are named with --registry HOST)\n", fs.Arg(0))
+		return 2
+	}
+	if *timeout <= 0 || *timeout > 8*time.Second {
+		fmt.Fprintln(stderr, "tollgate doctor: --timeout must be between 0 and 8s, so that the whole run ends within 30 seconds")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, doctorDeadline)
+	defer cancel()
+	rep := doctor.Run(ctx, doctor.Options{
+		ConfigPath: *configPath,
+		ConfigDir:  dockerconfig.DirFromEnv(),
+		Registries: registries,
+		ProxyURL:   *proxy,
+		Timeout:    *timeout,
+	})
+	if *asJSON {
+		if err := doctor.WriteJSON(stdout, rep); err != nil {
+			fmt.Fprintf(stderr, "tollgate doctor: %v\n", err)
+			return 1
+		}
+	} else {
+		doctor.WriteText(stdout, rep)
+	}
+	if !rep.OK {
+		return 1
+	}
+	return 0
+}
