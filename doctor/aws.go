@@ -40,9 +40,21 @@ func inContainer() bool {
 	return false
 }
 
+// isTimeout reports whether err is a timeout. The IMDS client wraps some
+// errors in a type that does not unwrap, so the message is consulted too.
 func isTimeout(err error) bool {
 	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "timeout awaiting response headers") || strings.Contains(msg, "context deadline exceeded") ||
+		strings.Contains(msg, "Client.Timeout exceeded") || strings.Contains(msg, "i/o timeout")
+}
+
+// isRefused reports whether err is a refused connection (see isTimeout).
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connect: connection refused")
 }
 
 // awsChecks runs imds, aws-credentials and aws-identity. IMDS runs beside
@@ -102,7 +114,7 @@ func checkIMDS(ctx context.Context) Result {
 			r.Fix = "on EC2, check that the instance metadata service is enabled (--http-endpoint enabled) and that no firewall drops traffic to it; if this runs in a container: " + hopLimitFix
 		}
 		return r
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case isRefused(err):
 		return Result{Status: StatusFail, Detail: fmt.Sprintf("IMDSv2 at %s refused the connection", endpoint), Fix: "this is not an EC2 instance, or its metadata service is disabled (aws ec2 modify-instance-metadata-options --http-endpoint enabled); elsewhere give credentials with AWS_PROFILE or AWS_ACCESS_KEY_ID, or set AWS_EC2_METADATA_DISABLED=true"}
 	case errors.As(err, &re) && (re.HTTPStatusCode() == 401 || re.HTTPStatusCode() == 403 || re.HTTPStatusCode() == 405):
 		return Result{Status: StatusFail, Detail: fmt.Sprintf("IMDSv2 at %s rejected the request (HTTP %d)", endpoint, re.HTTPStatusCode()), Fix: "a proxy between this host and IMDS may be in the way (IMDS refuses requests with X-Forwarded-For), or IMDS is disabled for this instance"}
