@@ -7,4 +7,4 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require github.com/opencontainers/go-digest v1.0.0 // indirect
+require github.com/opencontainers/go-digest v1.0.0
