@@ -6,11 +6,13 @@ package integration
 // needs: nothing beyond Go.
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -328,5 +330,57 @@ func TestDoctorTextOutput(t *testing.T) {
 	}
 	if r := h.tollgate("doctor", "stray"); r.code != 2 {
 		t.Errorf("stray argument: exit %d, want 2", r.code)
+	}
+}
+
+// TestDoctorRealProxy probes a real `tollgate proxy`, then the same address
+// once it is stopped.
+func TestDoctorRealProxy(t *testing.T) {
+	h := newOpsHost(t, fakeaws.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	proxy := exec.CommandContext(ctx, opsTollgate(t), "proxy", "--listen", addr)
+	proxy.Env = append(h.env(), "PATH="+os.Getenv("PATH"))
+	var stderr strings.Builder
+	proxy.Stderr = &stderr
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			proxy.Process.Kill()
+			proxy.Wait()
+		}
+	}()
+	url := "http://" + addr
+	up := false
+	for i := 0; i < 100 && !up; i++ {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			up = resp.StatusCode == 200
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !up {
+		t.Fatalf("tollgate proxy did not come up on %s:\n%s", addr, stderr.String())
+	}
+	rep, _, _ := h.doctor(nil, "--proxy", url)
+	if c := rep.get(t, "proxy"); c.Status != "ok" {
+		t.Errorf("proxy up: %+v", c)
+	}
+	proxy.Process.Signal(os.Interrupt)
+	proxy.Wait()
+	stopped = true
+	rep, _, _ = h.doctor(nil, "--proxy", url)
+	if c := rep.get(t, "proxy"); c.Status != "fail" || !strings.Contains(c.Detail, "refused") {
+		t.Errorf("proxy stopped: %+v", c)
 	}
 }
