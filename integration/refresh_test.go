@@ -409,3 +409,55 @@ func TestRefreshUsageErrors(t *testing.T) {
 		t.Errorf("usage errors made AWS calls: %s", h.aws)
 	}
 }
+
+func TestRefreshOutputFiles(t *testing.T) {
+	h := newOpsHost(t, fakeaws.Options{})
+	// A docker config elsewhere: written there, the config dir left alone.
+	out := filepath.Join(h.home, "ci", "docker.json")
+	r := h.tollgate("refresh", "--registry", opsHostA, "--output", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tokenOf(opsAuthsOf(t, data)[opsHostA])
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Errorf("--output mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := os.Stat(h.configPath()); err == nil {
+		t.Error("--output also wrote the config dir's config.json")
+	}
+
+	// A Secret file from an earlier run (or kubectl get -o yaml) is the
+	// starting point: the registry it holds is refreshed too, and an entry
+	// for another registry survives.
+	secret := filepath.Join(h.home, "secret.yaml")
+	other := base64.StdEncoding.EncodeToString([]byte(`{"auths":{"quay.io":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("bot:pw")) + `"}}}`))
+	os.WriteFile(secret, []byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: ecr-pull\n  resourceVersion: \"42\"\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: "+other+"\n"), 0o600)
+	r = h.tollgate("refresh", "--format", "kubernetes-secret", "--name", "ecr-pull", "--output", secret, "--registry", opsHostB)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r.stdout == "" || strings.Contains(r.stdout, "apiVersion") {
+		t.Errorf("with --output, stdout should carry the report, not the manifest:\n%s", r.stdout)
+	}
+	var s struct {
+		Metadata map[string]any   `yaml:"metadata"`
+		Data     map[string]string `yaml:"data"`
+	}
+	b, _ := os.ReadFile(secret)
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Metadata["resourceVersion"]; ok {
+		t.Error("server-side metadata (resourceVersion) was carried over; apply would conflict")
+	}
+	raw, _ := base64.StdEncoding.DecodeString(s.Data[".dockerconfigjson"])
+	auths := opsAuthsOf(t, raw)
+	h.tokenOf(auths[opsHostB])
+	if auths["quay.io"]["auth"] != base64.StdEncoding.EncodeToString([]byte("bot:pw")) {
+		t.Errorf("quay.io entry lost: %v", auths)
+	}
+}
