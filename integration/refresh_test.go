@@ -444,7 +444,7 @@ func TestRefreshOutputFiles(t *testing.T) {
 		t.Errorf("with --output, stdout should carry the report, not the manifest:\n%s", r.stdout)
 	}
 	var s struct {
-		Metadata map[string]any   `yaml:"metadata"`
+		Metadata map[string]any    `yaml:"metadata"`
 		Data     map[string]string `yaml:"data"`
 	}
 	b, _ := os.ReadFile(secret)
