@@ -461,3 +461,30 @@ func TestRefreshOutputFiles(t *testing.T) {
 		t.Errorf("quay.io entry lost: %v", auths)
 	}
 }
+
+func TestRefreshThrottledPastBudgetKeepsCachedToken(t *testing.T) {
+	// Tokens live 2h and the margin is 3h: the second run must mint, and
+	// AWS keeps throttling it past the retry budget (3s here).
+	h := newOpsHost(t, fakeaws.Options{TokenLifetime: 2 * time.Hour})
+	args := []string{"refresh", "--margin", "3h", "--registry", opsHostA}
+	if r := h.tollgate(args...); r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data, _ := os.ReadFile(h.configPath())
+	before := h.tokenOf(opsAuthsOf(t, data)[opsHostA])
+	h.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Throttle: 1000})
+	r := h.tollgate(args...)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if f := strings.Fields(r.stdout); len(f) < 2 || f[1] != "failed" || !strings.Contains(r.stdout, "still valid, was kept") {
+		t.Errorf("report %q: want failed, cached token kept", r.stdout)
+	}
+	if n := h.aws.Calls(fakeaws.APIECRGetAuthorizationToken); n < 3 {
+		t.Errorf("GetAuthorizationToken calls %d: the throttled mint was not retried", n)
+	}
+	data, _ = os.ReadFile(h.configPath())
+	if got := h.tokenOf(opsAuthsOf(t, data)[opsHostA]); got != before {
+		t.Error("the entry changed although no new token was minted")
+	}
+}
