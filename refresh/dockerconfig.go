@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spacelift-io/tollgate/dockerconfig"
@@ -109,7 +110,29 @@ func (c ConfigFile) Write(ctx context.Context, tokens map[string]Token) error {
 	if real, err := filepath.EvalSymlinks(c.Path); err == nil {
 		target = real
 	}
-	return securefile.WriteFile(target, data)
+	return writeKeepingOwner(target, data)
+}
+
+// writeKeepingOwner replaces path atomically (securefile.WriteFile). When
+// root replaces a file that belongs to another user (refresh run from root's
+// crontab for the runner user's config), the new file is given back to that
+// owner, so that the user's own tools can still read it.
+func writeKeepingOwner(path string, data []byte) error {
+	var uid, gid = -1, -1
+	if fi, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != 0 {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	if err := securefile.WriteFile(path, data); err != nil {
+		return err
+	}
+	if uid >= 0 {
+		if err := os.Chown(path, uid, gid); err != nil {
+			return fmt.Errorf("give %s back to its owner: %w", path, err)
+		}
+	}
+	return nil
 }
 
 func (c ConfigFile) String() string { return c.Path }
