@@ -31,12 +31,31 @@ func (c ConfigDir) Hosts(ctx context.Context) ([]string, error) {
 	return f.Keys(), nil
 }
 
-// Write sets an auths entry for each token.
+// Write sets an auths entry for each token. Run by root on a config that
+// belongs to another user, it gives the new file back to that user.
 func (c ConfigDir) Write(ctx context.Context, tokens map[string]Token) error {
-	return c.Store.Update(ctx, func(f *dockerconfig.File) error {
+	uid, gid := ownerToRestore(c.Store.Path())
+	err := c.Store.Update(ctx, func(f *dockerconfig.File) error {
 		setAuths(f, tokens)
 		return nil
 	})
+	if err == nil && uid >= 0 {
+		if err := os.Chown(c.Store.Path(), uid, gid); err != nil {
+			return fmt.Errorf("give %s back to its owner: %w", c.Store.Path(), err)
+		}
+	}
+	return err
+}
+
+// ownerToRestore returns the owner of path when this process is root and
+// the file belongs to someone else, and -1, -1 otherwise.
+func ownerToRestore(path string) (uid, gid int) {
+	if fi, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+			return int(st.Uid), int(st.Gid)
+		}
+	}
+	return -1, -1
 }
 
 func (c ConfigDir) String() string { return c.Store.Path() }
@@ -118,12 +137,7 @@ func (c ConfigFile) Write(ctx context.Context, tokens map[string]Token) error {
 // crontab for the runner user's config), the new file is given back to that
 // owner, so that the user's own tools can still read it.
 func writeKeepingOwner(path string, data []byte) error {
-	var uid, gid = -1, -1
-	if fi, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != 0 {
-			uid, gid = int(st.Uid), int(st.Gid)
-		}
-	}
+	uid, gid := ownerToRestore(path)
 	if err := securefile.WriteFile(path, data); err != nil {
 		return err
 	}

@@ -289,23 +289,29 @@ func TestRootKeepsTheFileOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: checks that a file root rewrites keeps its owner")
 	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(path, []byte(`{}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, 1983, 1983); err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.json")
 	m := &tableMinter{tokens: map[string]Token{hostA: {Username: "AWS", Password: "p", ExpiresAt: time.Now().Add(time.Hour)}}}
-	r := &Refresher{Minter: m, Sink: ConfigFile{Path: path}, Registries: []string{hostA}}
-	if rep, err := r.Once(context.Background()); err != nil || !rep.OK() {
-		t.Fatalf("%+v %v", rep, err)
-	}
-	fi, _ := os.Stat(path)
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
-		t.Errorf("owner %d:%d, want 1983:1983", st.Uid, st.Gid)
-	}
-	if readAuths(t, path)[hostA]["auth"] != authOf("AWS", "p") {
-		t.Error("not written")
+	for name, sink := range map[string]Sink{
+		"--output":   ConfigFile{Path: path},
+		"config dir": ConfigDir{Store: &dockerconfig.Store{Dir: dir, Self: "tollgate"}},
+	} {
+		if err := os.WriteFile(path, []byte(`{}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 1983, 1983); err != nil {
+			t.Fatal(err)
+		}
+		r := &Refresher{Minter: m, Sink: sink, Registries: []string{hostA}}
+		if rep, err := r.Once(context.Background()); err != nil || !rep.OK() {
+			t.Fatalf("%s: %+v %v", name, rep, err)
+		}
+		fi, _ := os.Stat(path)
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+			t.Errorf("%s: owner %d:%d, want 1983:1983", name, st.Uid, st.Gid)
+		}
+		if readAuths(t, path)[hostA]["auth"] != authOf("AWS", "p") {
+			t.Errorf("%s: not written", name)
+		}
 	}
 }
