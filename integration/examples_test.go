@@ -1,5 +1,7 @@
 package integration
 
+// needs: systemd (systemd-analyze verifies the units; that part is skipped without it)
+
 import (
 	"bufio"
 	"bytes"
@@ -9,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -232,6 +235,40 @@ func TestExampleSystemdUnits(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestExampleSystemdVerify has systemd itself check the units, with the
+// binary path pointed at the built tollgate: unknown keys, bad values and
+// commands that are not executable are reported.
+func TestExampleSystemdVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(opsModuleRoot(t), "examples", "systemd")
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var units []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/tollgate"), []byte(opsTollgate(t)))
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, "./"+e.Name())
+	}
+	cmd := exec.Command(analyze, append([]string{"verify", "--man=no"}, units...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }
 
 func TestExampleCron(t *testing.T) {
