@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -15,9 +17,10 @@ var binaries sharedOnce
 
 // BuildBinaries builds the module's commands (go build ./cmd/...) once per
 // test process into a temporary directory and returns it: it holds
-// docker-credential-tollgate and tollgate. The directory is left for the
-// OS to clean (it is shared by every test of the process); call
-// RemoveBinaries from TestMain to remove it.
+// docker-credential-tollgate and tollgate. The directory is shared by every
+// test of the process, so no test removes it; the next test process removes
+// those of processes that have ended, and RemoveBinaries (from TestMain)
+// removes it at once.
 func BuildBinaries(t testing.TB) string {
 	t.Helper()
 	dir, err := binaries.do(func() (string, error) {
@@ -25,7 +28,7 @@ func BuildBinaries(t testing.TB) string {
 		if err != nil {
 			return "", err
 		}
-		dir, err := os.MkdirTemp("", "tollgate-bin")
+		dir, err := processDir("tollgate-test-bin")
 		if err != nil {
 			return "", err
 		}
@@ -68,4 +71,28 @@ func ModuleRoot() (string, error) {
 // entry: for running a client that must find the built helpers.
 func PathWith(dir string) string {
 	return "PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH")
+}
+
+// processDir makes $TMPDIR/<name>/<pid>, after removing the directories
+// there that belong to processes that no longer run.
+func processDir(name string) (string, error) {
+	parent := filepath.Join(os.TempDir(), name)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
+	dir := filepath.Join(parent, strconv.Itoa(os.Getpid()))
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	return dir, os.Mkdir(dir, 0o755)
 }

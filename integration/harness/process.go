@@ -69,7 +69,7 @@ func StartProcess(t testing.TB, name, dir string, cmd *exec.Cmd) *Process {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			p.LogTail(t, 60)
+			p.LogTail(t, 30)
 		}
 	})
 	return p
@@ -148,6 +148,11 @@ func tail(s string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
+	for i, l := range lines {
+		if len(l) > 500 {
+			lines[i] = l[:500] + " [...]"
+		}
+	}
 	return strings.Join(lines, "\n")
 }
 
@@ -163,11 +168,11 @@ func (p *Process) WaitFor(t testing.TB, timeout time.Duration, ready func() erro
 			return
 		}
 		if p.Exited() {
-			p.LogTail(t, 60)
+			p.LogTail(t, 30)
 			t.Fatalf("harness: %s exited before it was ready (%v); last check: %v", p.Name, p.Err(), last)
 		}
 		if time.Now().After(deadline) {
-			p.LogTail(t, 60)
+			p.LogTail(t, 30)
 			t.Fatalf("harness: %s not ready after %s: %v", p.Name, timeout, last)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -73,7 +73,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 			if attempt < 3 && strings.Contains(stderr, "address already in use") {
 				continue
 			}
-			r.Process.LogTail(t, 60)
+			r.Process.LogTail(t, 30)
 			t.Fatalf("harness: docker-registry did not start: %v", err)
 		}
 		return r
