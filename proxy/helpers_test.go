@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,6 +92,8 @@ type upstream struct {
 	*httptest.Server
 	log  *upstreamLog
 	host string // 127.0.0.1:port
+	// failWith, when set, is the status every request gets.
+	failWith atomic.Int32
 }
 
 type upstreamOpts struct {
@@ -118,17 +121,24 @@ func startUpstream(t *testing.T, o upstreamOpts) *upstream {
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": file}}
 	}
 	app := handlers.NewApp(context.Background(), cfg)
-	log := &upstreamLog{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.add(r)
+	up := &upstream{log: &upstreamLog{}}
+	up.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up.log.add(r)
+		if code := up.failWith.Load(); code != 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(int(code))
+			_, _ = w.Write([]byte(`{"errors":[{"code":"UNAVAILABLE","message":"test outage"}]}`))
+			return
+		}
 		app.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() {
-		srv.Close()
+		up.Close()
 		_ = app.Shutdown()
 	})
-	u, _ := url.Parse(srv.URL)
-	return &upstream{Server: srv, log: log, host: u.Host}
+	u, _ := url.Parse(up.URL)
+	up.host = u.Host
+	return up
 }
 
 // push writes img to repo:tag on the upstream directly (not through the
@@ -259,7 +269,8 @@ func (p *proxyFixture) ref(t *testing.T, repoAndTag string) name.Reference {
 // pull fetches an image through the proxy with go-containerregistry and
 // reads every layer, verifying digests.
 func pull(ref name.Reference) (v1.Image, error) {
-	img, err := remote.Image(ref)
+	// No retries: a failure must show, not be papered over by a retry.
+	img, err := remote.Image(ref, remote.WithRetryPredicate(func(error) bool { return false }), remote.WithRetryStatusCodes())
 	if err != nil {
 		return nil, err
 	}

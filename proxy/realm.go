@@ -27,7 +27,8 @@ var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted
 //   - an https URL whose host is a DNS name (not an IP literal, not
 //     localhost) in the same registrable domain as the registry, e.g.
 //     auth.docker.io for registry-1.docker.io, gitlab.com for
-//     registry.gitlab.com.
+//     registry.gitlab.com (on multi-tenant registry domains such as
+//     azurecr.io or pkg.dev, the same host only).
 //
 // Anything else goes out without an Authorization header (the token service
 // then hands out an anonymous token, or refuses), and a request with a body
@@ -79,15 +80,34 @@ func (g *realmGuard) trusted(u *url.URL) bool {
 	if u.Scheme != "https" || isIPOrLocal(name) || isIPOrLocal(g.registryName) {
 		return false
 	}
-	want, err := publicsuffix.EffectiveTLDPlusOne(g.registryName)
+	want, err := registrableDomain(g.registryName)
 	if err != nil {
 		return false
 	}
-	got, err := publicsuffix.EffectiveTLDPlusOne(name)
+	got, err := registrableDomain(name)
 	if err != nil {
 		return false
 	}
 	return got == want
+}
+
+// multiTenant are registry domains where every customer has a name of its
+// own but that the public suffix list does not list as suffixes: each host
+// under them is its own domain, so mine.azurecr.io never trusts
+// theirs.azurecr.io with its login.
+var multiTenant = []string{
+	"azurecr.io", "azurecr.cn", "azurecr.us", "pkg.dev", "amazonaws.com",
+	"amazonaws.com.cn", "amazonaws.eu", "on.aws",
+}
+
+// registrableDomain is the domain a host's owner controls.
+func registrableDomain(host string) (string, error) {
+	for _, s := range multiTenant {
+		if strings.HasSuffix(host, "."+s) {
+			return host, nil
+		}
+	}
+	return publicsuffix.EffectiveTLDPlusOne(host)
 }
 
 // isIPOrLocal reports whether name is an IP literal or a loopback name.
