@@ -35,8 +35,28 @@ var (
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
 )
 
+// EnvHelperTimeout overrides DefaultHelperTimeout (a Go duration, e.g. "30s").
+const EnvHelperTimeout = "TOLLGATE_CREDENTIAL_HELPER_TIMEOUT"
+
 // DirFromEnv returns $SPACELIFT_DOCKER_CONFIG_DIR ("" when unset).
 func DirFromEnv() string { return os.Getenv(EnvConfigDir) }
+
+// FromEnv returns the Store the credential helper uses: Dir from
+// $SPACELIFT_DOCKER_CONFIG_DIR, the delegated helper time bound from
+// $TOLLGATE_CREDENTIAL_HELPER_TIMEOUT (an invalid value is reported on
+// stderr and the default kept), and self as its own helper name.
+func FromEnv(self string) *Store {
+	s := &Store{Dir: DirFromEnv(), Self: self}
+	if v := os.Getenv(EnvHelperTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(os.Stderr, "tollgate: warning: %s=%q is not a positive duration (e.g. 30s); using %s\n", EnvHelperTimeout, v, DefaultHelperTimeout)
+		} else {
+			s.HelperTimeout = d
+		}
+	}
+	return s
+}
 
 // Store serves and edits the logins of the docker config in Dir. The zero
 // value of every field but Dir is usable. A Store is safe for concurrent use

@@ -84,8 +84,13 @@ func TestNoConfigDir(t *testing.T) {
 		t.Errorf("List: %v %v", l, err)
 	}
 	t.Setenv(EnvConfigDir, "/some/dir")
-	if DirFromEnv() != "/some/dir" {
-		t.Error("DirFromEnv")
+	t.Setenv(EnvHelperTimeout, "1500ms")
+	if s := FromEnv("tollgate"); DirFromEnv() != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
+		t.Errorf("FromEnv = %+v", s)
+	}
+	t.Setenv(EnvHelperTimeout, "soon")
+	if s := FromEnv("tollgate"); s.HelperTimeout != 0 {
+		t.Errorf("invalid timeout accepted: %v", s.HelperTimeout)
 	}
 }
 
