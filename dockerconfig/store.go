@@ -27,9 +27,17 @@ const (
 	DefaultLockTimeout   = 30 * time.Second
 )
 
+// notFound is ErrNotFound's type: it carries the NotFound() marker (the
+// errdefs convention) so callers can recognise it without importing this
+// package.
+type notFound struct{}
+
+func (notFound) Error() string { return "credentials not found" }
+func (notFound) NotFound()     {}
+
 var (
-	// ErrNotFound: no login for this registry.
-	ErrNotFound = errors.New("credentials not found")
+	// ErrNotFound: no login for this registry. It has a NotFound() method.
+	ErrNotFound error = notFound{}
 	// ErrNoConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is not set, so there is
 	// nowhere to store a login.
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
