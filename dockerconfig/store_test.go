@@ -225,3 +225,11 @@ func TestSymlinkedConfigStaysSymlink(t *testing.T) {
 		t.Fatalf("target not updated: %s", data)
 	}
 }
+
+func TestErrNotFoundIsMarked(t *testing.T) {
+	var nf interface{ NotFound() }
+	_, _, err := (&Store{}).Get(context.Background(), "x")
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("%v does not carry NotFound()", err)
+	}
+}
