@@ -7,9 +7,7 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -22,48 +20,38 @@ import (
 	"time"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/integration/harness"
 )
 
-// loginsBins builds docker-credential-tollgate and the fake helper once per
-// test process into a directory keyed by the module root (so worktrees do not
-// clash); go's build cache makes rebuilding cheap.
-var loginsBins struct {
+// loginsFake builds the fake credential helper (testdata/fakehelper) once
+// per test process; docker-credential-tollgate comes from
+// harness.BuildBinaries, shared with the other integration tests.
+var loginsFake struct {
 	once sync.Once
-	dir  string
+	path string
 	err  error
-	out  []byte
 }
 
-func loginsBinDir(t testing.TB) string {
+func loginsFakeHelper(t testing.TB) string {
 	t.Helper()
-	loginsBins.once.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
+	loginsFake.once.Do(func() {
+		root, err := harness.ModuleRoot()
 		if err != nil {
-			loginsBins.err = err
+			loginsFake.err = err
 			return
 		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		sum := sha256.Sum256([]byte(root))
-		loginsBins.dir = filepath.Join(os.TempDir(), "tollgate-logins-bin-"+hex.EncodeToString(sum[:6]))
-		if err := os.MkdirAll(loginsBins.dir, 0o755); err != nil {
-			loginsBins.err = err
-			return
-		}
-		for _, b := range []struct{ out, pkg string }{
-			{"docker-credential-tollgate", "./cmd/docker-credential-tollgate"},
-			{"fakehelper", "./integration/testdata/fakehelper"},
-		} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(loginsBins.dir, b.out), b.pkg)
-			cmd.Dir = root
-			if loginsBins.out, loginsBins.err = cmd.CombinedOutput(); loginsBins.err != nil {
-				return
-			}
+		dir := filepath.Join(harness.BuildBinaries(t), "testdata")
+		loginsFake.path = filepath.Join(dir, "fakehelper")
+		cmd := exec.Command("go", "build", "-o", loginsFake.path, "./integration/testdata/fakehelper")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			loginsFake.err = fmt.Errorf("go build fakehelper: %w\n%s", err, out)
 		}
 	})
-	if loginsBins.err != nil {
-		t.Fatalf("build test binaries: %v\n%s", loginsBins.err, loginsBins.out)
+	if loginsFake.err != nil {
+		t.Fatal(loginsFake.err)
 	}
-	return loginsBins.dir
+	return loginsFake.path
 }
 
 // loginsWorld is one test's environment: a PATH directory holding the
@@ -77,7 +65,7 @@ type loginsWorld struct {
 
 func newLoginsWorld(t *testing.T) *loginsWorld {
 	t.Helper()
-	built := loginsBinDir(t)
+	built := harness.BuildBinaries(t)
 	w := &loginsWorld{t: t, bin: t.TempDir(), configDir: filepath.Join(t.TempDir(), "logins")}
 	if err := os.Mkdir(w.configDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -186,6 +174,32 @@ func (w *loginsWorld) list() map[string]string {
 		w.t.Fatalf("list output %q: %v", r.stdout, err)
 	}
 	return m
+}
+
+// loginsEnv returns os.Environ() without anything that could point a
+// process at real AWS, a real cache or a real docker config (AWS_*,
+// TOLLGATE_*, SPACELIFT_*, DOCKER_*, REGISTRY_AUTH_FILE), with the given
+// variables set (an empty value leaves the variable out).
+func loginsEnv(set map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, "AWS_"), strings.HasPrefix(k, "TOLLGATE_"), strings.HasPrefix(k, "SPACELIFT_"),
+			strings.HasPrefix(k, "DOCKER_"), k == "REGISTRY_AUTH_FILE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	for k, v := range set {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 func basicAuth(user, pass string) string {
@@ -405,7 +419,7 @@ func TestLoginsPermissionWarning(t *testing.T) {
 
 // installFake installs the fake helper as docker-credential-<name>.
 func (w *loginsWorld) installFake(name string) {
-	w.link(filepath.Join(loginsBinDir(w.t), "fakehelper"), "docker-credential-"+name)
+	w.link(loginsFakeHelper(w.t), "docker-credential-"+name)
 }
 
 func TestLoginsDelegatedHelper(t *testing.T) {
@@ -456,8 +470,8 @@ func TestLoginsSelfReferenceDoesNotLoop(t *testing.T) {
 	w := newLoginsWorld(t)
 	// tollgate as credsStore and in credHelpers; also under another name, as a
 	// symlink (same file) and as a copy (a different file that is tollgate).
-	w.link(filepath.Join(loginsBinDir(t), "docker-credential-tollgate"), "docker-credential-alias")
-	src, err := os.ReadFile(filepath.Join(loginsBinDir(t), "docker-credential-tollgate"))
+	w.link(filepath.Join(harness.BuildBinaries(t), "docker-credential-tollgate"), "docker-credential-alias")
+	src, err := os.ReadFile(filepath.Join(harness.BuildBinaries(t), "docker-credential-tollgate"))
 	if err != nil {
 		t.Fatal(err)
 	}
