@@ -41,6 +41,10 @@ var (
 	// ErrNoConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is not set, so there is
 	// nowhere to store a login.
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
+	// ErrSharedConfig: the config dir is also the calling docker client's
+	// config and names tollgate as its store, so docker would overwrite the
+	// login tollgate writes.
+	ErrSharedConfig = errors.New("the login store is also the docker client's own config")
 )
 
 // EnvHelperTimeout overrides DefaultHelperTimeout (a Go duration, e.g. "30s").
@@ -166,6 +170,9 @@ func (s *Store) Put(ctx context.Context, serverURL, username, secret string) err
 	}
 	if h, origin := s.delegateFor(f, serverURL); h != "" {
 		return s.helperStore(ctx, h, origin, serverURL, username, secret)
+	}
+	if err := s.checkNotCallersConfig(f, serverURL); err != nil {
+		return err
 	}
 	return s.Update(ctx, func(f *File) error {
 		f.SetAuth(serverURL, username, secret)
@@ -301,4 +308,33 @@ func (s *Store) delegateFor(f *File, serverURL string) (helper, origin string) {
 		return h, "credsStore"
 	}
 	return "", ""
+}
+
+// checkNotCallersConfig refuses a store into the docker client's own config
+// file when that file names tollgate as the store for serverURL: docker
+// would run tollgate, which writes the login into auths, and then save its
+// in-memory copy of the same file over it, losing the login silently.
+func (s *Store) checkNotCallersConfig(f *File, serverURL string) error {
+	h, _ := f.HelperFor(serverURL)
+	if h == "" {
+		h = f.CredsStore
+	}
+	if h == "" || !s.isSelf(h) {
+		return nil
+	}
+	clientDir := os.Getenv("DOCKER_CONFIG")
+	if clientDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil
+		}
+		clientDir = filepath.Join(home, ".docker")
+	}
+	a, err1 := os.Stat(clientDir)
+	b, err2 := os.Stat(s.Dir)
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is both the docker client's config (DOCKER_CONFIG) and tollgate's login store (%s), and names %q as its credential store, so docker would overwrite the login as soon as tollgate saved it; point %s at a separate directory, or log in with plain docker there (no credsStore in that file)",
+		ErrSharedConfig, s.Path(), EnvConfigDir, h, EnvConfigDir)
 }

@@ -233,3 +233,28 @@ func TestErrNotFoundIsMarked(t *testing.T) {
 		t.Fatalf("%v does not carry NotFound()", err)
 	}
 }
+
+func TestStoreRefusesCallersOwnConfig(t *testing.T) {
+	s := newStore(t, `{"credsStore": "tollgate"}`)
+	t.Setenv("DOCKER_CONFIG", s.Dir)
+	before, _ := os.ReadFile(s.Path())
+	err := s.Put(context.Background(), "a.example.com", "u", "p")
+	if !errors.Is(err, ErrSharedConfig) || !strings.Contains(err.Error(), "point SPACELIFT_DOCKER_CONFIG_DIR at a separate directory") {
+		t.Fatalf("Put into the caller's own config: %v", err)
+	}
+	if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+		t.Fatal("file changed")
+	}
+	// Another client config dir: fine.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if err := s.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	// Same dir, but the file does not name tollgate: docker writes auths
+	// itself and never runs tollgate's store, so nothing to refuse.
+	s2 := newStore(t, `{}`)
+	t.Setenv("DOCKER_CONFIG", s2.Dir)
+	if err := s2.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+}

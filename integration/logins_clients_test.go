@@ -152,6 +152,16 @@ func TestLoginsDockerCredsStore(t *testing.T) {
 	if out, err := dockerDo("", "pull", image); err != nil {
 		t.Fatalf("docker pull after docker login: %v\n%s", err, out)
 	}
+
+	// The config dir used as docker's own config with credsStore tollgate:
+	// docker would overwrite what tollgate stores, so the login fails loudly
+	// instead of being lost.
+	w.writeConfig(`{"credsStore": "tollgate"}`)
+	env["DOCKER_CONFIG"] = w.configDir
+	out, err := dockerDo(reg.Password, "login", "--username", reg.Username, "--password-stdin", reg.Host)
+	if err == nil || !strings.Contains(out, "point SPACELIFT_DOCKER_CONFIG_DIR at a separate directory") {
+		t.Fatalf("docker login into the shared config: %v\n%s", err, out)
+	}
 }
 
 // lookup reads the config dir's login for host with the helper's own code
