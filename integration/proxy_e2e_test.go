@@ -7,7 +7,10 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,4 +434,107 @@ func writeLoginConfigDir(t *testing.T, logins map[string][2]string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// slowUpstream is a registry behind a rate-capped relay, so that a blob
+// takes a while to come through the proxy.
+func slowUpstream(t *testing.T, bytesPerSecond float64) (*harness.Registry, *harness.Relay) {
+	t.Helper()
+	reg := harness.StartRegistry(t, harness.RegistryOptions{})
+	return reg, harness.StartRelay(t, reg.Host, bytesPerSecond)
+}
+
+// readBlob GETs a blob and returns its digest and size; after is called
+// once the first bytes have arrived.
+func readBlob(ctx context.Context, url string, after func()) (string, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return "", 0, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	h := sha256.New()
+	first := make([]byte, 64<<10)
+	n, err := io.ReadFull(resp.Body, first)
+	h.Write(first[:n])
+	if err != nil {
+		return "", int64(n), fmt.Errorf("first bytes: %w", err)
+	}
+	if after != nil {
+		after()
+	}
+	m, err := io.Copy(h, resp.Body)
+	total := int64(n) + m
+	if err != nil {
+		return "", total, err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), total, nil
+}
+
+// TestProxyGracefulShutdownFinishesPulls: SIGTERM while a blob streams
+// lets the pull finish with the right bytes, then the proxy exits cleanly.
+func TestProxyGracefulShutdownFinishesPulls(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 2*time.Minute)
+	bin := harness.BuildBinaries(t)
+	reg, relay := slowUpstream(t, 4<<20)
+	img := reg.SeedImage(t, "team/big", "v1", harness.ImageSpec{Layers: 1, LayerSize: 8 << 20})
+	px := harness.StartProxy(t, bin, harness.ProxyConfig{
+		Allowlist: []string{pubHost},
+		Upstreams: map[string]string{pubHost: relay.URL},
+	})
+	url := px.URL + "/v2/" + pubHost + "/team/big/blobs/" + img.Layers[0]
+	got, _, err := readBlob(ctx, url, func() { px.Process.Signal(syscall.SIGTERM) })
+	if err != nil {
+		t.Fatalf("pull in flight during SIGTERM: %v", err)
+	}
+	if got != img.Layers[0] {
+		t.Fatalf("pull in flight during SIGTERM got digest %s, want %s", got, img.Layers[0])
+	}
+	select {
+	case <-px.Process.Done():
+		if err := px.Process.Err(); err != nil {
+			t.Errorf("proxy exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("proxy still running 30 s after SIGTERM with no pull in flight")
+	}
+}
+
+// TestProxyKill9MidDownloadServesNoPartialBlob: a proxy killed with
+// SIGKILL while it fills a blob, restarted on the same cache, serves the
+// whole blob (fetching it again), never the partial one.
+func TestProxyKill9MidDownloadServesNoPartialBlob(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 2*time.Minute)
+	bin := harness.BuildBinaries(t)
+	reg, relay := slowUpstream(t, 4<<20)
+	img := reg.SeedImage(t, "team/big", "v1", harness.ImageSpec{Layers: 2, LayerSize: 6 << 20})
+	cfg := harness.ProxyConfig{
+		Allowlist: []string{pubHost},
+		Upstreams: map[string]string{pubHost: relay.URL},
+	}
+	px := harness.StartProxy(t, bin, cfg)
+	blobPath := "/v2/" + pubHost + "/team/big/blobs/" + img.Layers[1]
+	if _, _, err := readBlob(ctx, px.URL+blobPath, px.Process.Kill); err == nil {
+		t.Fatal("the download survived kill -9 of the proxy")
+	}
+	cfg.CacheDir = px.CacheDir
+	px2 := harness.StartProxy(t, bin, cfg)
+	got, n, err := readBlob(ctx, px2.URL+blobPath, nil)
+	if err != nil || got != img.Layers[1] {
+		t.Fatalf("after restart: digest %s (%d bytes), %v; want %s", got, n, err, img.Layers[1])
+	}
+	sk := harness.NewSkopeo(t)
+	pullImage(ctx, t, sk, px2.Host+"/"+pubHost+"/team/big:v1", img)
+	if gets := reg.BlobGets(img.Layers[1]); gets < 2 {
+		t.Errorf("upstream served the killed blob %d times; the restarted proxy must fetch it again", gets)
+	}
 }

@@ -34,7 +34,7 @@ const upstreamHost = "registry.test"
 // of it, the seeded image and the built tollgate.
 type env struct {
 	upstream *harness.Registry
-	relay    *Relay
+	relay    *harness.Relay
 	img      BigImage
 	bin      string
 }
@@ -138,10 +138,7 @@ func BenchmarkProxyPull(b *testing.B) {
 	if e.img, err = SeedBigImage(e.upstream.Host, "bench/big", "v1", *layerN, layerSize, 1); err != nil {
 		b.Fatal(err)
 	}
-	if e.relay, err = StartRelay(e.upstream.Host, *linkMbit*1e6/8); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.relay.Close() })
+	e.relay = harness.StartRelay(b, e.upstream.Host, *linkMbit*1e6/8)
 	b.Logf("image: %d layers, %d MiB; link %g Mbit/s; %d concurrent clients", *layerN, e.img.LayerBytes>>20, *linkMbit, *clients)
 	repo, tag := e.img.Repository, e.img.Tag
 	viaTollgate := upstreamHost + "/" + repo

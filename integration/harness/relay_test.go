@@ -1,4 +1,4 @@
-package proxybench
+package harness
 
 import (
 	"io"
@@ -30,11 +30,7 @@ func TestRelayCapsThroughput(t *testing.T) {
 		}
 	}()
 	const rate = 64 << 20 // bytes per second
-	r, err := StartRelay(ln.Addr().String(), rate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := StartRelay(t, ln.Addr().String(), rate)
 	c, err := net.Dial("tcp", r.Addr)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,9 @@
-package proxybench
+package harness
 
 import (
 	"net"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -10,8 +11,8 @@ import (
 // connection and both directions, is capped at a fixed rate: a link of
 // known speed between a pulling host and its upstream registry.
 type Relay struct {
-	// Addr is the relay's 127.0.0.1:PORT.
-	Addr string
+	// Addr is the relay's 127.0.0.1:PORT; URL is http://Addr.
+	Addr, URL string
 
 	target  string
 	limiter *linkLimiter
@@ -24,14 +25,27 @@ type Relay struct {
 }
 
 // StartRelay listens on a free loopback port and forwards every connection
-// to target, at most bytesPerSecond in total.
-func StartRelay(target string, bytesPerSecond float64) (*Relay, error) {
+// to target (host:port), at most bytesPerSecond in total; it closes on
+// t.Cleanup.
+func StartRelay(t testing.TB, target string, bytesPerSecond float64) *Relay {
+	t.Helper()
+	r, err := NewRelay(target, bytesPerSecond)
+	if err != nil {
+		t.Fatalf("harness: relay: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// NewRelay is StartRelay for callers without a testing.TB; Close it.
+func NewRelay(target string, bytesPerSecond float64) (*Relay, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	r := &Relay{
 		Addr:    ln.Addr().String(),
+		URL:     "http://" + ln.Addr().String(),
 		target:  target,
 		limiter: newLinkLimiter(bytesPerSecond),
 		ln:      ln,
