@@ -538,3 +538,151 @@ func TestProxyKill9MidDownloadServesNoPartialBlob(t *testing.T) {
 		t.Errorf("upstream served the killed blob %d times; the restarted proxy must fetch it again", gets)
 	}
 }
+
+func doRequest(t *testing.T, method, url string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, url, err)
+	}
+	return resp, body
+}
+
+// TestProxyHTTPSemantics checks, on the real binary, the parts of the
+// registry API a client relies on beyond a plain pull.
+func TestProxyHTTPSemantics(t *testing.T) {
+	t.Parallel()
+	bin := harness.BuildBinaries(t)
+	up := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
+	img := up.reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 2, LayerSize: 128 << 10})
+	up.reg.SeedImage(t, "team/other", "v1", harness.ImageSpec{Layers: 1})
+	px := harness.StartProxy(t, bin, harness.ProxyConfig{
+		Allowlist: []string{pubHost},
+		Upstreams: map[string]string{pubHost: up.rec.URL},
+	})
+	base := px.URL + "/v2/" + pubHost
+	layer := img.Layers[0]
+
+	resp, _ := doRequest(t, http.MethodGet, px.URL+"/v2/", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+		t.Errorf("GET /v2/: %s, Docker-Distribution-API-Version %q", resp.Status, resp.Header.Get("Docker-Distribution-API-Version"))
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp, _ := doRequest(t, http.MethodGet, px.URL+p, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", p, resp.Status)
+		}
+	}
+
+	t.Run("HEAD of a cold blob does not download it", func(t *testing.T) {
+		up.rec.Reset()
+		resp, _ := doRequest(t, http.MethodHead, base+"/team/app/blobs/"+layer, nil)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != layer {
+			t.Errorf("HEAD blob: %s, digest %q", resp.Status, resp.Header.Get("Docker-Content-Digest"))
+		}
+		for _, r := range up.rec.Requests() {
+			if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
+				t.Errorf("HEAD of a blob made the proxy GET it upstream: %s", r.Path)
+			}
+		}
+	})
+
+	t.Run("Range on a cold blob", func(t *testing.T) {
+		resp, body := doRequest(t, http.MethodGet, base+"/team/app/blobs/"+img.Layers[1], map[string]string{"Range": "bytes=100-1123"})
+		if resp.StatusCode != http.StatusPartialContent || len(body) != 1024 {
+			t.Fatalf("Range GET: %s with %d bytes, want 206 with 1024", resp.Status, len(body))
+		}
+		resp, full := doRequest(t, http.MethodGet, base+"/team/app/blobs/"+img.Layers[1], nil)
+		if resp.StatusCode != http.StatusOK || harness.Digest(full) != img.Layers[1] {
+			t.Fatalf("full GET after a Range GET: %s, digest %s, want %s", resp.Status, harness.Digest(full), img.Layers[1])
+		}
+		if string(full[100:1124]) != string(body) {
+			t.Error("the ranged bytes differ from the blob's bytes 100-1123")
+		}
+	})
+
+	t.Run("cached blob is not served through another repository", func(t *testing.T) {
+		if resp, body := doRequest(t, http.MethodGet, base+"/team/app/blobs/"+layer, nil); resp.StatusCode != http.StatusOK || harness.Digest(body) != layer {
+			t.Fatalf("GET blob through its own repository: %s", resp.Status)
+		}
+		// team/other exists upstream but does not hold this blob.
+		status, e := getJSONError(t, http.MethodGet, base+"/team/other/blobs/"+layer)
+		if status != http.StatusNotFound || len(e.Errors) == 0 || e.Errors[0].Code != "BLOB_UNKNOWN" {
+			t.Errorf("GET a cached blob through a repository that lacks it upstream: %d %+v, want 404 BLOB_UNKNOWN", status, e)
+		}
+	})
+
+	t.Run("manifest by tag and digest, HEAD and GET", func(t *testing.T) {
+		accept := map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"}
+		for _, ref := range []string{"v1", img.Digest} {
+			for _, m := range []string{http.MethodHead, http.MethodGet} {
+				resp, body := doRequest(t, m, base+"/team/app/manifests/"+ref, accept)
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != img.Digest ||
+					resp.Header.Get("Content-Type") != img.MediaType {
+					t.Errorf("%s manifest %s: %s, digest %q, type %q", m, ref, resp.Status, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Content-Type"))
+				}
+				if m == http.MethodGet && string(body) != string(img.Manifest) {
+					t.Errorf("GET manifest %s: body differs from the upstream's", ref)
+				}
+			}
+		}
+		status, e := getJSONError(t, http.MethodGet, base+"/team/app/manifests/no-such-tag")
+		if status != http.StatusNotFound || len(e.Errors) == 0 || e.Errors[0].Code != "MANIFEST_UNKNOWN" {
+			t.Errorf("GET unknown tag: %d %+v, want 404 MANIFEST_UNKNOWN", status, e)
+		}
+	})
+
+	t.Run("tags list", func(t *testing.T) {
+		resp, body := doRequest(t, http.MethodGet, base+"/team/app/tags/list", nil)
+		var tl struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}
+		if err := json.Unmarshal(body, &tl); resp.StatusCode != http.StatusOK || err != nil || !slices.Contains(tl.Tags, "v1") {
+			t.Errorf("tags/list: %s %s (%v)", resp.Status, body, err)
+		}
+	})
+
+	t.Run("push and delete are refused", func(t *testing.T) {
+		up.rec.Reset()
+		for _, c := range []struct{ method, path string }{
+			{http.MethodPost, "/team/app/blobs/uploads/"},
+			{http.MethodPut, "/team/app/manifests/v2"},
+			{http.MethodDelete, "/team/app/manifests/" + img.Digest},
+			{http.MethodDelete, "/team/app/blobs/" + layer},
+		} {
+			status, e := getJSONError(t, c.method, base+c.path)
+			if status != http.StatusMethodNotAllowed || len(e.Errors) == 0 || e.Errors[0].Code != "UNSUPPORTED" {
+				t.Errorf("%s %s: %d %+v, want 405 UNSUPPORTED", c.method, c.path, status, e)
+			}
+		}
+		for _, r := range up.rec.Requests() {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				t.Errorf("a refused write reached the upstream: %s %s", r.Method, r.Path)
+			}
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, body := doRequest(t, http.MethodGet, px.URL+"/metrics", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics: %s", resp.Status)
+		}
+		for _, name := range []string{"tollgate_proxy_requests_total", "tollgate_proxy_upstream_bytes_total", "tollgate_proxy_served_bytes_total"} {
+			if !strings.Contains(string(body), name) {
+				t.Errorf("/metrics lacks %s after pulls", name)
+			}
+		}
+	})
+}
