@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"io"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"time"

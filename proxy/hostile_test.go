@@ -25,7 +25,7 @@ type fakeRegistry struct {
 	manifest     []byte
 	manifestType string
 	blobs        map[string][]byte
-	damage       atomic.Value // string: "", "truncate", "corrupt"
+	damage       atomic.Value  // string: "", "truncate", "corrupt"
 	blobStarted  chan struct{} // if set, receives once per blob GET before the delay
 	blobDelay    time.Duration
 	blobGets     atomic.Int64
