@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -206,7 +207,7 @@ func TestIndexAndAcceptNegotiation(t *testing.T) {
 	_, _ = p.do(t, http.MethodGet, "/v2/"+testHost+"/team/docker/manifests/sha256:"+strings.Repeat("1", 64), http.Header{"Accept": {odd, string(types.OCIManifestSchema1)}})
 	passed := false
 	for _, r := range up.log.all() {
-		if strings.Contains(r.Path, "/manifests/") && r.Accept == odd+","+string(types.OCIManifestSchema1) {
+		if strings.Contains(r.Path, "/manifests/") && strings.HasPrefix(r.Accept, odd+","+string(types.OCIManifestSchema1)+",") {
 			passed = true
 		}
 	}
@@ -301,5 +302,67 @@ func TestInvalidNames(t *testing.T) {
 	}
 	if n := len(up.log.all()); n != 0 {
 		t.Fatalf("invalid names reached upstream %d times", n)
+	}
+}
+
+func TestTagsListFromSloppyUpstreamPagination(t *testing.T) {
+	// An upstream whose pages repeat the "last" tag and come unsorted.
+	pages := map[string]string{
+		"":  `{"name":"x","tags":["c","a"]}`,
+		"c": `{"name":"x","tags":["c","e","d"]}`,
+	}
+	links := map[string]string{"": `</v2/team/app/tags/list?last=c&n=2>; rel="next"`}
+	var calls int
+	f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		calls++
+		last := r.URL.Query().Get("last")
+		if l := links[last]; l != "" {
+			w.Header().Set("Link", l)
+		}
+		_, _ = w.Write([]byte(pages[last]))
+	}))
+	t.Cleanup(f.Close)
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}})
+	for _, tc := range []struct{ query, want, link string }{
+		{"", "a,c,d,e", ""},
+		{"?n=2", "a,c", "last=c"},
+		{"?n=2&last=c", "d,e", ""},
+		{"?last=d", "e", ""},
+		{"?n=0", "", ""},
+		{"?last=z", "", ""},
+	} {
+		resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/tags/list"+tc.query, nil)
+		var list struct{ Tags []string }
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &list) != nil {
+			t.Fatalf("%s: %d %s", tc.query, resp.StatusCode, body)
+		}
+		if got := strings.Join(list.Tags, ","); got != tc.want {
+			t.Errorf("%s: tags %q, want %q", tc.query, got, tc.want)
+		}
+		if link := resp.Header.Get("Link"); (tc.link == "") != (link == "") || !strings.Contains(link, tc.link) {
+			t.Errorf("%s: Link %q, want one with %q", tc.query, link, tc.link)
+		}
+	}
+	if calls != 2 {
+		t.Errorf("upstream tag pages fetched %d times for 6 requests in a row, want 2 (one full list, kept briefly)", calls)
+	}
+}
+
+func TestNarrowAcceptGetsStoredManifest(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{})
+	dimg := mutate.MediaType(randomImage(t, 512, 1), types.DockerManifestSchema2)
+	up.push(t, "team/docker", "v1", dimg, nil)
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}})
+	want, _ := dimg.Digest()
+	// A client that accepts OCI types only still gets the stored Docker
+	// schema 2 manifest, with its real type and digest.
+	resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/docker/manifests/v1",
+		http.Header{"Accept": {string(types.OCIImageIndex) + ", " + string(types.OCIManifestSchema1)}})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != want.String() ||
+		resp.Header.Get("Content-Type") != string(types.DockerManifestSchema2) || digest.FromBytes(body).String() != want.String() {
+		t.Fatalf("narrow Accept: %d %v", resp.StatusCode, resp.Header)
 	}
 }
