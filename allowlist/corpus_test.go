@@ -212,12 +212,12 @@ var defaultCorpus = []refCase{
 	{ref: "xn--ghcr-xqa.io/org/img", allowed: false},
 	{ref: "ghcr.xn--io-ldb/org/img", allowed: false},
 	{ref: "xn--80ak6aa92e.com/org/img", allowed: false},
-	{ref: "ghсr.io/org/img", allowed: false},      // Cyrillic es
-	{ref: "ｇhcr.io/org/img", allowed: false},      // fullwidth g
-	{ref: "ghcr。io/org/img", allowed: false},      // ideographic full stop
+	{ref: "ghсr.io/org/img", allowed: false},       // Cyrillic es
+	{ref: "ｇhcr.io/org/img", allowed: false},       // fullwidth g
+	{ref: "ghcr。io/org/img", allowed: false},       // ideographic full stop
 	{ref: "ghcr.io\u200b/org/img", allowed: false}, // zero-width space
-	{ref: "ghcr.ıo/org/img", allowed: false},      // dotless i
-	{ref: "ghcr.io/оrg/img", allowed: false},      // Cyrillic o in the path
+	{ref: "ghcr.ıo/org/img", allowed: false},       // dotless i
+	{ref: "ghcr.io/оrg/img", allowed: false},       // Cyrillic o in the path
 	{ref: "ghcr.io/org/img:täg", allowed: false},
 	{ref: "myreg.azurecr.io/\u202eimg", allowed: false}, // right-to-left override
 
