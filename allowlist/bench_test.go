@@ -36,7 +36,7 @@ var benchRefs = []string{
 	"alpine:3.20", // allowed by an early pattern
 	"123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:v1",
 	"ghcr.io/org/app@sha256:" + hex64,
-	"x.team37.example.org/app:1",     // allowed by a late pattern
+	"x.team37.example.org/app:1",      // allowed by a late pattern
 	"evil.example.net/org/app:latest", // denied: every pattern tried
 	"10.0.0.3:5001/app",               // denied with the port hint
 }
