@@ -11,8 +11,10 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ecrpublic v1.47.12
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0
 	github.com/aws/smithy-go v1.28.9
+	github.com/distribution/reference v0.6.0
 	github.com/docker/docker-credential-helpers v0.9.13
 	github.com/patrickmn/go-cache v2.1.0+incompatible
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
@@ -25,3 +27,5 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sso v1.39.5 // indirect
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.5 // indirect
 )
+
+require github.com/opencontainers/go-digest v1.0.0 // indirect
