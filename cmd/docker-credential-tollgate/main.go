@@ -47,9 +47,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var engine *ecr.Engine
 	// Building the engine does no I/O; AWS configuration is loaded only when
 	// the disk cache misses, so a warm get stays a file read.
-	engine, err := ecr.NewEngine(ecr.Options{Logger: log})
+	opts, err := engineOptions(log)
+	if err == nil {
+		engine, err = ecr.NewEngine(opts)
+	}
 	if err != nil {
 		fmt.Fprintln(stdout, err)
 		fmt.Fprintln(stderr, err)
