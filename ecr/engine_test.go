@@ -688,3 +688,29 @@ func TestNotECR(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestOldCacheFilesAreSwept(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	s.SetInstanceRole("ci-worker", roleARN)
+	dir := t.TempDir()
+	ecrDir := filepath.Join(dir, "ecr")
+	os.MkdirAll(ecrDir, 0o700)
+	old := filepath.Join(ecrDir, "aws_us-west-2_0123456789abcdef01234567.json")
+	recent := filepath.Join(ecrDir, "aws_us-west-2_aaaaaaaaaaaaaaaaaaaaaaaa.json")
+	other := filepath.Join(ecrDir, "README")
+	for _, p := range []string{old, recent, other} {
+		os.WriteFile(p, []byte("{}"), 0o600)
+	}
+	past := time.Now().Add(-25 * time.Hour)
+	os.Chtimes(old, past, past)
+	os.Chtimes(other, past, past)
+	mustToken(t, newEngineNoLog(t, dir), host1)
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Error("day-old cache file not removed")
+	}
+	for _, p := range []string{recent, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}
