@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 
 	"github.com/spacelift-io/tollgate/credhelper"
+	"github.com/spacelift-io/tollgate/dockerconfig"
 	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/internal/buildinfo"
 )
@@ -59,7 +60,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine}).WithContext(ctx)
+	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
+	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine, Logins: logins}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
 		fmt.Fprintln(stdout, err)
