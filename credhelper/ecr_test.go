@@ -170,3 +170,16 @@ func TestResolverOrder(t *testing.T) {
 }
 
 type nilStore struct{ loginMap }
+
+func TestPublicECRFallsBackToAnonymous(t *testing.T) {
+	h, s := ecrHelper(t)
+	s.Fail(fakeaws.APIECRPublicGetAuthorizationToken, fakeaws.Fault{Deny: true})
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Deny: true})
+	if _, _, err := h.Get("public.ecr.aws"); !credentials.IsErrCredentialsNotFound(err) {
+		t.Fatalf("public.ecr.aws without a token: %v, want not found (anonymous pull)", err)
+	}
+	// A private registry's failure stays a failure.
+	if _, _, err := h.Get(ecrHost); !errors.Is(err, ecr.ErrAccessDenied) {
+		t.Fatalf("private: %v", err)
+	}
+}

@@ -61,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
-	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine, Logins: logins}).WithContext(ctx)
+	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
 		fmt.Fprintln(stdout, err)
