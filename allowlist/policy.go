@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/distribution/reference"
 
@@ -104,7 +106,8 @@ func CanonicalHost(host string) (string, error) { return pattern.CanonicalHost(h
 func (p *Policy) Check(ref string) Verdict {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), err)}
+		// The parser's message may quote the input, which can be huge.
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %s", quoteShort(ref), cut(err.Error()))}
 	}
 	host, err := pattern.ParseHost(reference.Domain(named))
 	if err != nil {
@@ -197,6 +200,21 @@ func (p *Policy) denyReason(h pattern.Host, repo string, hostMatches []*pattern.
 		}
 	}
 	return fmt.Sprintf("registry host %s is not in the allowlist; add %q (or a pattern covering it) %s", host, host, fix)
+}
+
+// cut shortens a message that may carry attacker-chosen text and escapes
+// anything that is not printable, so that a reason is always one line.
+func cut(s string) string {
+	const max = 300
+	tail := ""
+	if len(s) > max {
+		s, tail = s[:max], "..."
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == utf8.RuneError }) >= 0 {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	return s + tail
 }
 
 func quoteShort(s string) string {

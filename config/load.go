@@ -220,7 +220,7 @@ func yamlError(name string, err error) error {
 	return e
 }
 
-var cannotUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (.*)$")
+var cannotUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.*)$")
 
 // friendlier rewrites the decoder's type errors in the config's terms.
 func friendlier(msg string) string {
@@ -326,9 +326,15 @@ func unknownKey(key, path string, fields map[string]reflect.Type) string {
 	if path != "" {
 		msg += " in " + path
 	}
-	best, bestD := "", 3
+	// Suggest a key one edit away, or two for longer keys.
+	best, bestD := "", 0
 	for f := range fields {
-		if d := editDistance(strings.ToLower(key), f); d < bestD || d == bestD && f < best {
+		limit := 1
+		if max(len(key), len(f)) > 4 {
+			limit = 2
+		}
+		d := editDistance(strings.ToLower(key), f)
+		if d <= limit && (best == "" || d < bestD || d == bestD && f < best) {
 			best, bestD = f, d
 		}
 	}

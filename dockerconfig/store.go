@@ -27,16 +27,48 @@ const (
 	DefaultLockTimeout   = 30 * time.Second
 )
 
+// notFound is ErrNotFound's type: it carries the NotFound() marker (the
+// errdefs convention) so callers can recognise it without importing this
+// package.
+type notFound struct{}
+
+func (notFound) Error() string { return "credentials not found" }
+func (notFound) NotFound()     {}
+
 var (
-	// ErrNotFound: no login for this registry.
-	ErrNotFound = errors.New("credentials not found")
+	// ErrNotFound: no login for this registry. It has a NotFound() method.
+	ErrNotFound error = notFound{}
 	// ErrNoConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is not set, so there is
 	// nowhere to store a login.
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
+	// ErrSharedConfig: the config dir is also the calling docker client's
+	// config and names tollgate as its store, so docker would overwrite the
+	// login tollgate writes.
+	ErrSharedConfig = errors.New("the login store is also the docker client's own config")
 )
+
+// EnvHelperTimeout overrides DefaultHelperTimeout (a Go duration, e.g. "30s").
+const EnvHelperTimeout = "TOLLGATE_CREDENTIAL_HELPER_TIMEOUT"
 
 // DirFromEnv returns $SPACELIFT_DOCKER_CONFIG_DIR ("" when unset).
 func DirFromEnv() string { return os.Getenv(EnvConfigDir) }
+
+// FromEnv returns the Store the credential helper uses: Dir from
+// $SPACELIFT_DOCKER_CONFIG_DIR, the delegated helper time bound from
+// $TOLLGATE_CREDENTIAL_HELPER_TIMEOUT (an invalid value is reported on
+// stderr and the default kept), and self as its own helper name.
+func FromEnv(self string) *Store {
+	s := &Store{Dir: DirFromEnv(), Self: self}
+	if v := os.Getenv(EnvHelperTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(os.Stderr, "tollgate: warning: %s=%q is not a positive duration (e.g. 30s); using %s\n", EnvHelperTimeout, v, DefaultHelperTimeout)
+		} else {
+			s.HelperTimeout = d
+		}
+	}
+	return s
+}
 
 // Store serves and edits the logins of the docker config in Dir. The zero
 // value of every field but Dir is usable. A Store is safe for concurrent use
@@ -138,6 +170,9 @@ func (s *Store) Put(ctx context.Context, serverURL, username, secret string) err
 	}
 	if h, origin := s.delegateFor(f, serverURL); h != "" {
 		return s.helperStore(ctx, h, origin, serverURL, username, secret)
+	}
+	if err := s.checkNotCallersConfig(f, serverURL); err != nil {
+		return err
 	}
 	return s.Update(ctx, func(f *File) error {
 		f.SetAuth(serverURL, username, secret)
@@ -273,4 +308,33 @@ func (s *Store) delegateFor(f *File, serverURL string) (helper, origin string) {
 		return h, "credsStore"
 	}
 	return "", ""
+}
+
+// checkNotCallersConfig refuses a store into the docker client's own config
+// file when that file names tollgate as the store for serverURL: docker
+// would run tollgate, which writes the login into auths, and then save its
+// in-memory copy of the same file over it, losing the login silently.
+func (s *Store) checkNotCallersConfig(f *File, serverURL string) error {
+	h, _ := f.HelperFor(serverURL)
+	if h == "" {
+		h = f.CredsStore
+	}
+	if h == "" || !s.isSelf(h) {
+		return nil
+	}
+	clientDir := os.Getenv("DOCKER_CONFIG")
+	if clientDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil
+		}
+		clientDir = filepath.Join(home, ".docker")
+	}
+	a, err1 := os.Stat(clientDir)
+	b, err2 := os.Stat(s.Dir)
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is both the docker client's config (DOCKER_CONFIG) and tollgate's login store (%s), and names %q as its credential store, so docker would overwrite the login as soon as tollgate saved it; point %s at a separate directory, or log in with plain docker there (no credsStore in that file)",
+		ErrSharedConfig, s.Path(), EnvConfigDir, h, EnvConfigDir)
 }

@@ -84,8 +84,13 @@ func TestNoConfigDir(t *testing.T) {
 		t.Errorf("List: %v %v", l, err)
 	}
 	t.Setenv(EnvConfigDir, "/some/dir")
-	if DirFromEnv() != "/some/dir" {
-		t.Error("DirFromEnv")
+	t.Setenv(EnvHelperTimeout, "1500ms")
+	if s := FromEnv("tollgate"); DirFromEnv() != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
+		t.Errorf("FromEnv = %+v", s)
+	}
+	t.Setenv(EnvHelperTimeout, "soon")
+	if s := FromEnv("tollgate"); s.HelperTimeout != 0 {
+		t.Errorf("invalid timeout accepted: %v", s.HelperTimeout)
 	}
 }
 
@@ -218,5 +223,38 @@ func TestSymlinkedConfigStaysSymlink(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(real); !strings.Contains(string(data), "a.example.com") {
 		t.Fatalf("target not updated: %s", data)
+	}
+}
+
+func TestErrNotFoundIsMarked(t *testing.T) {
+	var nf interface{ NotFound() }
+	_, _, err := (&Store{}).Get(context.Background(), "x")
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("%v does not carry NotFound()", err)
+	}
+}
+
+func TestStoreRefusesCallersOwnConfig(t *testing.T) {
+	s := newStore(t, `{"credsStore": "tollgate"}`)
+	t.Setenv("DOCKER_CONFIG", s.Dir)
+	before, _ := os.ReadFile(s.Path())
+	err := s.Put(context.Background(), "a.example.com", "u", "p")
+	if !errors.Is(err, ErrSharedConfig) || !strings.Contains(err.Error(), "point SPACELIFT_DOCKER_CONFIG_DIR at a separate directory") {
+		t.Fatalf("Put into the caller's own config: %v", err)
+	}
+	if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+		t.Fatal("file changed")
+	}
+	// Another client config dir: fine.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	if err := s.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	// Same dir, but the file does not name tollgate: docker writes auths
+	// itself and never runs tollgate's store, so nothing to refuse.
+	s2 := newStore(t, `{}`)
+	t.Setenv("DOCKER_CONFIG", s2.Dir)
+	if err := s2.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
 	}
 }

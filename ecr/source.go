@@ -18,9 +18,9 @@ type source struct {
 	key string
 	// label names the source to humans in messages and logs.
 	label string
-	// instanceRole is set when the chain ends at the EC2 instance role (IMDS),
-	// so credential failures are reported as IMDS problems.
-	instanceRole bool
+	// imdsDisabled is set when the chain would end at the instance role but
+	// AWS_EC2_METADATA_DISABLED=true turns it off: there are no credentials.
+	imdsDisabled bool
 	// profile and roleARN are the per-registry settings to apply at mint time.
 	profile string
 	roleARN string
@@ -122,24 +122,30 @@ func profileSource(ctx context.Context, name string, explicit bool) (source, err
 			Reason: "cannot read the shared AWS config: " + innermost(err),
 			Fix:    "fix the file named in the message", Err: err}
 	}
-	desc, instanceRole := describeProfile(&sc, 0)
-	return source{
-		key:          "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + desc,
-		label:        "profile " + name,
-		instanceRole: instanceRole,
-	}, nil
+	s := describeProfile(&sc, 0)
+	s.key = "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + s.key
+	if s.label == "" {
+		s.label = "profile " + name
+	}
+	return s, nil
 }
 
 // describeProfile renders the non-secret parts of a profile that decide
-// which identity it yields, following the SDK's resolveCredsFromProfile.
-func describeProfile(sc *config.SharedConfig, depth int) (desc string, instanceRole bool) {
+// which identity it yields, following the SDK's resolveCredsFromProfile, as
+// a source whose key is that description.
+func describeProfile(sc *config.SharedConfig, depth int) source {
 	if depth > 8 { // the SDK rejects source_profile cycles; be safe anyway
-		return "loop", false
+		return source{key: "loop"}
 	}
+	var (
+		desc         string
+		label        string
+		imdsDisabled bool
+	)
 	switch {
 	case sc.Source != nil:
-		desc, instanceRole = describeProfile(sc.Source, depth+1)
-		desc = "source(" + sc.SourceProfileName + ":" + desc + ")"
+		inner := describeProfile(sc.Source, depth+1)
+		desc, imdsDisabled = "source("+sc.SourceProfileName+":"+inner.key+")", inner.imdsDisabled
 	case sc.Credentials.HasKeys():
 		desc = "keys:" + sc.Credentials.AccessKeyID
 	case sc.CredentialSource != "":
@@ -151,7 +157,6 @@ func describeProfile(sc *config.SharedConfig, depth int) (desc string, instanceR
 			desc += ":" + containerURI()
 		case "Ec2InstanceMetadata":
 			desc += ":" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-			instanceRole = true
 		}
 	case sc.WebIdentityTokenFile != "":
 		desc = "web_identity:" + sc.WebIdentityTokenFile
@@ -168,13 +173,15 @@ func describeProfile(sc *config.SharedConfig, depth int) (desc string, instanceR
 		desc = "credential_process:" + sc.Profile
 	default:
 		fb := fallbackSource()
-		desc, instanceRole = fb.key, fb.instanceRole
+		// A profile without credentials (region only, say): the chain
+		// goes on to the container or instance role, and says so.
+		desc, label, imdsDisabled = fb.key, fb.label, fb.imdsDisabled
 	}
 	if sc.RoleARN != "" {
 		desc = "role:" + sc.RoleARN + "<-" + desc
-		instanceRole = false
+		label = ""
 	}
-	return desc, instanceRole
+	return source{key: desc, label: label, imdsDisabled: imdsDisabled}
 }
 
 func containerURI() string {
@@ -192,11 +199,10 @@ func fallbackSource() source {
 		return source{key: "container:" + uri, label: "container credentials"}
 	}
 	if strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
-		return source{key: "none", label: "none (AWS_EC2_METADATA_DISABLED=true)"}
+		return source{key: "none", label: "none (AWS_EC2_METADATA_DISABLED=true)", imdsDisabled: true}
 	}
 	return source{
-		key:          "instance-role:" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
-		label:        "EC2 instance role",
-		instanceRole: true,
+		key:   "instance-role:" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		label: "EC2 instance role",
 	}
 }

@@ -52,13 +52,13 @@ type upstreamLog struct {
 }
 
 type recorded struct {
-	Method, Path, Auth, Range string
+	Method, Path, Auth, Range, Accept string
 }
 
 func (l *upstreamLog) add(r *http.Request) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.requests = append(l.requests, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Range")})
+	l.requests = append(l.requests, recorded{r.Method, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Range"), strings.Join(r.Header.Values("Accept"), ",")})
 }
 
 func (l *upstreamLog) reset() {

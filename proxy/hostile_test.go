@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
@@ -24,7 +25,9 @@ type fakeRegistry struct {
 	manifest     []byte
 	manifestType string
 	blobs        map[string][]byte
-	damage       atomic.Value // string: "", "truncate", "corrupt"
+	damage       atomic.Value  // string: "", "truncate", "corrupt"
+	blobStarted  chan struct{} // if set, receives once per blob GET before the delay
+	blobDelay    time.Duration
 	blobGets     atomic.Int64
 	mu           sync.Mutex
 	auth         []string // Authorization headers seen
@@ -82,6 +85,10 @@ func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.blobGets.Add(1)
+		if f.blobStarted != nil {
+			f.blobStarted <- struct{}{}
+		}
+		time.Sleep(f.blobDelay)
 		switch f.damage.Load().(string) {
 		case "truncate":
 			// Announce the full length, send half, hang up.

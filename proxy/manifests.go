@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -18,9 +19,13 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-// defaultAccept is sent upstream for a client that names no manifest media
-// types, so that it gets a current manifest rather than schema 1.
-var defaultAccept = []string{
+// modernAccept is added to every upstream manifest request after what the
+// client asked for. A registry that has only a Docker schema 2 manifest and
+// is asked for OCI types alone would otherwise convert it to signed schema 1
+// (whose digest is not the content's); registries answer with the manifest
+// as stored, and the client gets it with its real Content-Type, as Docker Hub
+// and distribution serve content they have in no other form.
+var modernAccept = []string{
 	"application/vnd.oci.image.index.v1+json",
 	"application/vnd.oci.image.manifest.v1+json",
 	"application/vnd.docker.distribution.manifest.list.v2+json",
@@ -29,6 +34,31 @@ var defaultAccept = []string{
 
 // maxManifestSize bounds what is read from an upstream manifest response.
 const maxManifestSize = cache.MaxManifestSize
+
+// upstreamAccept is the client's Accept list (passed through, in its order)
+// followed by the modern manifest types it did not name.
+func upstreamAccept(client []string) []string {
+	out := make([]string, 0, len(client)+len(modernAccept))
+	seen := map[string]bool{}
+	for _, v := range client {
+		for _, part := range strings.Split(v, ",") {
+			mt := strings.TrimSpace(part)
+			base, _, _ := strings.Cut(mt, ";")
+			base = strings.TrimSpace(base)
+			if base == "" || seen[base] {
+				continue
+			}
+			seen[base] = true
+			out = append(out, mt)
+		}
+	}
+	for _, mt := range modernAccept {
+		if !seen[mt] {
+			out = append(out, mt)
+		}
+	}
+	return out
+}
 
 // manifest is a manifest ready to serve.
 type manifest struct {
@@ -49,10 +79,7 @@ type manifest struct {
 // upstream is unreachable or answers 429/5xx.
 func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route) {
 	ri := infoFrom(r.Context())
-	accept := r.Header.Values("Accept")
-	if len(accept) == 0 {
-		accept = defaultAccept
-	}
+	accept := upstreamAccept(r.Header.Values("Accept"))
 	var (
 		m   *manifest
 		err error

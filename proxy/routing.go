@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -139,7 +140,7 @@ func (r *route) setReference() error {
 			r.digest = d
 			return nil
 		}
-		if !reference.TagRegexp.MatchString(r.reference) || len(r.reference) > 128 {
+		if !tagPattern.MatchString(r.reference) {
 			return errcode.ErrorCodeTagInvalid.WithMessage("invalid tag " + quote(r.reference))
 		}
 	}
@@ -156,6 +157,8 @@ func (r *route) setName(name, ns string) error {
 		host, r.style, r.ns = ns, styleNS, ns
 	} else if first, remainder, ok := strings.Cut(name, "/"); ok && isHost(first) {
 		host, repo, r.style = first, remainder, stylePath
+	} else if !strings.Contains(name, "/") && isHost(name) {
+		return errcode.ErrorCodeNameInvalid.WithMessage("missing repository after registry host " + quote(name))
 	} else {
 		host, r.style = dockerHub, styleDefault
 	}
@@ -174,6 +177,9 @@ func (r *route) setName(name, ns string) error {
 	r.repository = reference.Path(named)
 	return nil
 }
+
+// tagPattern is distribution/reference's tag grammar, anchored.
+var tagPattern = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
 
 // isHost reports whether the first path component names a registry host, as
 // docker and distribution/reference decide it: it has a dot or a port, or it

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	gocache "github.com/patrickmn/go-cache"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spacelift-io/tollgate/config"
@@ -68,6 +69,8 @@ type Server struct {
 	fillCtx    context.Context
 	cancelFill context.CancelFunc
 	handler    http.Handler
+	// tagLists holds full upstream tag lists briefly, for pagination.
+	tagLists *gocache.Cache
 }
 
 // New builds a Server.
@@ -97,6 +100,7 @@ func New(opts Options) (*Server, error) {
 		log:       log,
 		metrics:   m,
 		shutdown:  opts.ShutdownTimeout,
+		tagLists:  gocache.New(tagListTTL, time.Minute),
 	}
 	s.fillCtx, s.cancelFill = context.WithCancel(context.Background())
 	mux := http.NewServeMux()

@@ -100,6 +100,7 @@ func (u *upstreams) endpoint(host string) Endpoint {
 
 // repoClient talks to one upstream repository with the right credentials.
 type repoClient struct {
+	key        string // host, repository and login fingerprint
 	host       string // canonical upstream host
 	repository string
 	base       *url.URL
@@ -127,6 +128,7 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 		if err != nil {
 			return nil, err
 		}
+		c.key = key
 		u.transports.SetDefault(key, c)
 		return c, nil
 	})

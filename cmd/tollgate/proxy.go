@@ -13,6 +13,9 @@ import (
 
 	"github.com/spacelift-io/tollgate/allowlist"
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/credhelper"
+	"github.com/spacelift-io/tollgate/dockerconfig"
+	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/proxy"
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
@@ -96,7 +99,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			log.Warn("closing the cache", "error", err)
 		}
 	}()
-	srv, err := proxy.New(proxy.Options{
+	opts := proxy.Options{
 		Policy:          policy,
 		Mode:            cfg.Mode,
 		Endpoints:       endpoints,
@@ -104,7 +107,11 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		CacheDir:        cfg.Proxy.Cache.Dir,
 		Logger:          log,
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
-	})
+	}
+	if cfg.Mode != config.ModePublic {
+		opts.Credentials, opts.IsNotFound = proxyCredentials(cfg, log)
+	}
+	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
@@ -115,6 +122,26 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	log.Info("tollgate proxy listening", "address", ln.Addr().String(), "mode", string(cfg.Mode),
 		"cache_dir", cfg.Proxy.Cache.Dir, "cache_maxsize", cfg.Proxy.Cache.MaxSize, "allowlist_entries", len(cfg.Allowlist))
 	return srv.Serve(ctx, ln)
+}
+
+// proxyCredentials is the in-process credential source of private mode:
+// ECR tokens from the token engine (shared disk cache with the helper),
+// every other login from $SPACELIFT_DOCKER_CONFIG_DIR. Without a usable
+// engine the proxy still serves the config-dir logins (and anonymous pulls).
+func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, func(error) bool) {
+	r := &credhelper.Resolver{Logins: dockerconfig.FromEnv("tollgate"), Log: log}
+	engine, err := ecr.NewEngine(ecr.Options{
+		CacheDir:      cfg.ECR.CacheDir,
+		RefreshMargin: cfg.ECR.RefreshMargin,
+		Registries:    cfg.ECR.Registries,
+		Logger:        log,
+	})
+	if err != nil {
+		log.Warn("ECR token engine unavailable; ECR pulls go upstream without credentials", "error", err)
+	} else {
+		r.ECR = engine
+	}
+	return r, credhelper.IsNotFound
 }
 
 // newLogger builds the slog logger the log section asks for.

@@ -234,6 +234,9 @@ func (c *Cache) load() error {
 		// host, repo..., _blobs|_manifests, alg, hex   or   host, repo..., _tags, tag
 		n := len(parts)
 		if n >= 4 && parts[n-2] == "_tags" {
+			if strings.Contains(de.Name(), ".tmp-") {
+				_ = os.Remove(path) // an interrupted atomic write
+			}
 			return nil
 		}
 		if n < 5 || (parts[n-3] != "_blobs" && parts[n-3] != "_manifests") {

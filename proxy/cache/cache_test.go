@@ -23,7 +23,7 @@ func TestConcurrentFetchSingleFlight(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 3<<20)
 	d := u.add(data)
-	u.gate, u.gateAfter = make(chan struct{}), 1024
+	u.hold(1024)
 	c := openCache(t, t.TempDir(), Options{})
 
 	const n = 20
@@ -43,7 +43,7 @@ func TestConcurrentFetchSingleFlight(t *testing.T) {
 			t.Fatalf("fetch %d: %v", i, err)
 		}
 	}
-	close(u.gate)
+	u.release()
 	got := make([][]byte, n)
 	for i, r := range readers {
 		wg.Add(1)
@@ -78,7 +78,7 @@ func TestStreamsBeforeComplete(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 1<<20)
 	d := u.add(data)
-	u.gate, u.gateAfter = make(chan struct{}), 100_000
+	u.hold(100_000)
 	c := openCache(t, t.TempDir(), Options{})
 
 	r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
@@ -103,7 +103,7 @@ func TestStreamsBeforeComplete(t *testing.T) {
 	if c.Has(host, repo, d) {
 		t.Fatal("blob visible before it was complete")
 	}
-	close(u.gate)
+	u.release()
 	rest, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestClientCancelDoesNotAbortFill(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 2<<20)
 	d := u.add(data)
-	u.gate, u.gateAfter = make(chan struct{}), 4096
+	u.hold(4096)
 	c := openCache(t, t.TempDir(), Options{})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,7 +134,7 @@ func TestClientCancelDoesNotAbortFill(t *testing.T) {
 		t.Fatalf("read after cancel: %v, want context.Canceled", err)
 	}
 	r.Close()
-	close(u.gate)
+	u.release()
 	waitFills(t, c)
 
 	hit, err := c.Blob(context.Background(), host, repo, d)
@@ -163,7 +163,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			u := newUpstream(t)
 			data := randomBytes(t, 1<<20)
 			d := u.add(data)
-			u.fault = tc.fault
+			u.setFault(tc.fault)
 			dir := t.TempDir()
 			c := openCache(t, dir, Options{})
 
@@ -207,9 +207,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			}
 
 			// A later fetch from a healthy upstream fills normally.
-			u.mu.Lock()
-			u.fault = ""
-			u.mu.Unlock()
+			u.setFault("")
 			r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
 			if err != nil {
 				t.Fatal(err)
@@ -242,7 +240,7 @@ func TestIdleTimeout(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 1000)
 	d := u.add(data)
-	u.fault = "stall"
+	u.setFault("stall")
 	dir := t.TempDir()
 	c := openCache(t, dir, Options{FillIdleTimeout: 200 * time.Millisecond})
 	r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
@@ -278,7 +276,7 @@ func TestRepositoryScoping(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 64<<10)
 	d := u.add(data)
-	u.repos = map[string]map[digest.Digest]bool{"team/app": {d: true}, "other/app": {d: true}}
+	u.setRepos(map[string]map[digest.Digest]bool{"team/app": {d: true}, "other/app": {d: true}})
 	c := openCache(t, t.TempDir(), Options{})
 	ctx := context.Background()
 
@@ -358,8 +356,8 @@ func TestJoinFillFromOtherRepository(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 256<<10)
 	d := u.add(data)
-	u.repos = map[string]map[digest.Digest]bool{"a/app": {d: true}, "b/app": {d: true}}
-	u.gate, u.gateAfter = make(chan struct{}), 1000
+	u.setRepos(map[string]map[digest.Digest]bool{"a/app": {d: true}, "b/app": {d: true}})
+	u.hold(1000)
 	c := openCache(t, t.TempDir(), Options{})
 	ctx := context.Background()
 
@@ -376,7 +374,7 @@ func TestJoinFillFromOtherRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rb.Close()
-	close(u.gate)
+	u.release()
 	got, err := io.ReadAll(rb)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("joined reader: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -208,14 +209,19 @@ func (c *Cache) streamReader(ctx context.Context, f *fill) (*Reader, error) {
 		return nil, f.openErr
 	}
 	file, err := os.Open(f.tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The temp file is gone: either renamed into place (verified, and
+		// pinned for us because we count in f.readers) or removed by a
+		// failed fill. Rename is atomic, so one of the two names exists
+		// unless the fill failed.
+		file, err = os.Open(c.blobPath(f.d))
+	}
 	if err != nil {
-		// The fill already failed and removed its temp file.
+		r := &Reader{c: c, ctx: ctx, fill: f}
+		_, ferr := r.waitDone()
 		release()
-		f.mu.Lock()
-		ferr := f.err
-		f.mu.Unlock()
 		if ferr != nil {
-			return nil, fmt.Errorf("%w: %w", ErrFillFailed, ferr)
+			return nil, ferr
 		}
 		return nil, fmt.Errorf("cache: open fill of %s: %w", f.d, err)
 	}

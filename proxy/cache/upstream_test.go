@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -115,14 +116,17 @@ func (u *testUpstream) serve(w http.ResponseWriter, r *http.Request) {
 
 // source is the Upstream for (repo, d): GET to open, HEAD to check.
 func (u *testUpstream) source(repo string, d digest.Digest) Upstream {
-	url := u.srv.URL + "/" + repo + "/" + string(d)
+	return u.sourceURL(u.srv.URL + "/" + repo + "/" + string(d))
+}
+
+func (u *testUpstream) sourceURL(url string) Upstream {
 	return Upstream{
 		Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 			if err != nil {
 				return nil, 0, err
 			}
-			resp, err := u.srv.Client().Do(req)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -137,7 +141,7 @@ func (u *testUpstream) source(repo string, d digest.Digest) Upstream {
 			if err != nil {
 				return err
 			}
-			resp, err := u.srv.Client().Do(req)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return err
 			}
@@ -148,6 +152,31 @@ func (u *testUpstream) source(repo string, d digest.Digest) Upstream {
 			return nil
 		},
 	}
+}
+
+// hold makes GETs pause after n bytes until release.
+func (u *testUpstream) hold(n int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.gate, u.gateAfter = make(chan struct{}), n
+}
+
+func (u *testUpstream) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	close(u.gate)
+}
+
+func (u *testUpstream) setFault(f string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.fault = f
+}
+
+func (u *testUpstream) setRepos(r map[string]map[digest.Digest]bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.repos = r
 }
 
 var errUpstreamStatus = errors.New("upstream status")
@@ -163,6 +192,9 @@ func randomBytes(t testing.TB, n int) []byte {
 func openCache(t testing.TB, dir string, opts Options) *Cache {
 	t.Helper()
 	opts.Dir = dir
+	if opts.Logger == nil && !testing.Verbose() {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	c, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
