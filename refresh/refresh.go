@@ -218,7 +218,9 @@ func (r *Refresher) Once(ctx context.Context) (Report, error) {
 	}
 	rep := Report{Results: results}
 	if len(good) > 0 {
-		if err := r.Sink.Write(ctx, good); err != nil {
+		// Tokens minted are written even if ctx ends now (SIGTERM): the
+		// write is bounded by the sink's lock timeout, not by ctx.
+		if err := r.Sink.Write(context.WithoutCancel(ctx), good); err != nil {
 			rep.WriteErr = fmt.Errorf("write %s: %w", r.Sink, err)
 		}
 	}
