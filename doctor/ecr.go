@@ -53,5 +53,31 @@ func checkECR(ctx context.Context, cfg *config.Config, host string, budget time.
 	if who == "" {
 		who = "this host's credentials"
 	}
-	return Result{Status: StatusOK, Detail: fmt.Sprintf("GetAuthorizationToken works for %s; a token minted now is valid until %s", who, tok.ExpiresAt.UTC().Format(time.RFC3339))}
+	detail := fmt.Sprintf("GetAuthorizationToken works for %s; a token minted now is valid until %s", who, tok.ExpiresAt.UTC().Format(time.RFC3339))
+	return Result{Status: StatusOK, Detail: detail + "; " + cachedToken(ctx, cfg, host)}
+}
+
+// cachedToken says, without any network call, what the helper's own token
+// cache holds for host.
+func cachedToken(ctx context.Context, cfg *config.Config, host string) string {
+	opts := ecr.Options{CacheDir: cacheDirOf(cfg)}
+	if cfg != nil {
+		opts.Registries = cfg.ECR.Registries
+	}
+	e, err := ecr.NewEngine(opts)
+	if err != nil {
+		return "the helper's cache cannot be read: " + err.Error()
+	}
+	st, err := e.Status(ctx, host)
+	switch {
+	case err != nil:
+		return "the helper's cache cannot be read: " + err.Error()
+	case st.Problem != "":
+		return "the helper's cache file " + st.File + " is not usable (" + st.Problem + "); the next pull mints a new token"
+	case !st.Cached:
+		return "the helper's cache holds no token yet (the first pull mints one)"
+	case !st.ExpiresAt.After(time.Now()):
+		return "the helper's cached token expired at " + st.ExpiresAt.UTC().Format(time.RFC3339) + "; the next pull mints a new one"
+	}
+	return fmt.Sprintf("the helper's cache holds a token for %s valid until %s", st.Identity, st.ExpiresAt.UTC().Format(time.RFC3339))
 }

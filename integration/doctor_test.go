@@ -137,9 +137,26 @@ func TestDoctorAllPass(t *testing.T) {
 	if n := h.aws.Calls(fakeaws.APIECRGetAuthorizationToken); n != 1 {
 		t.Errorf("GetAuthorizationToken calls %d, want 1", n)
 	}
+	if c := rep.get(t, "ecr"); !strings.Contains(c.Detail, "holds no token yet") {
+		t.Errorf("ecr detail %q does not describe the (empty) helper cache", c.Detail)
+	}
 	// doctor does not leave its throw-away token in the real cache.
 	if _, err := os.Stat(h.cacheDir); err == nil {
 		t.Error("doctor wrote into the token cache")
+	}
+}
+
+func TestDoctorReportsTheHelperCache(t *testing.T) {
+	h := newOpsHost(t, fakeaws.Options{})
+	if r := h.tollgate("refresh", "--registry", opsHostA); r.code != 0 {
+		t.Fatalf("refresh: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	rep, code, _ := h.doctor(nil, "--registry", opsHostA)
+	if code != 0 {
+		t.Fatalf("exit %d: %+v", code, rep.Checks)
+	}
+	if c := rep.get(t, "ecr"); !strings.Contains(c.Detail, "cache holds a token for "+opsUserARN+" valid until") {
+		t.Errorf("ecr detail %q does not report the token refresh cached", c.Detail)
 	}
 }
 
