@@ -394,6 +394,7 @@ func TestRefreshUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"refresh"}, "no ECR registry"},
+		{[]string{"refresh", "--loop"}, "no ECR registry"},
 		{[]string{"refresh", "--registry", "ghcr.io"}, "not an Amazon ECR"},
 		{[]string{"refresh", "--registry", opsHostA, "--format", "yaml"}, "unknown --format"},
 		{[]string{"refresh", "--registry", opsHostA, "--format", "kubernetes-secret"}, "needs --name"},

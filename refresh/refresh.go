@@ -139,11 +139,11 @@ func CanonicalHosts(hosts []string) ([]string, error) {
 	return out, nil
 }
 
-// hosts returns the canonical hosts to refresh: the configured ones and the
+// Hosts returns the canonical hosts to refresh: the configured ones and the
 // ECR hosts the sources hold. Entries of a source that are not ECR hosts
 // are ignored; a source that cannot be read is an error, because writing to
 // it would then be unsafe as well.
-func (r *Refresher) hosts(ctx context.Context) ([]string, error) {
+func (r *Refresher) Hosts(ctx context.Context) ([]string, error) {
 	all, err := CanonicalHosts(r.Registries)
 	if err != nil {
 		return nil, err
@@ -170,7 +170,7 @@ func (r *Refresher) hosts(ctx context.Context) ([]string, error) {
 // set only when there was nothing to do or the hosts could not be listed;
 // per-registry failures and a failed write are in the Report.
 func (r *Refresher) Once(ctx context.Context) (Report, error) {
-	hosts, err := r.hosts(ctx)
+	hosts, err := r.Hosts(ctx)
 	if err != nil {
 		return Report{}, err
 	}

@@ -158,6 +158,11 @@ flags:
 		Timeout:    *timeout,
 	}
 	if *loop {
+		// Nothing to refresh at all is a configuration error, not something
+		// to retry forever.
+		if _, err := r.Hosts(ctx); errors.Is(err, refresh.ErrNoRegistries) {
+			return usageErr("%v", err)
+		}
 		r.Logger = logger
 		logger.Info("refresh loop started", "to", sink.String(), "margin", *margin)
 		if err := r.Loop(ctx, refresh.LoopOptions{Margin: *margin}); err != nil {
