@@ -28,7 +28,7 @@ const (
 // Result is what one check found.
 type Result struct {
 	// Name identifies the check: config, allowlist, config-dir, cache-dir,
-	// imds, aws-credentials, aws-identity, ecr, proxy.
+	// helper, imds, aws-credentials, aws-identity, ecr, proxy.
 	Name string `json:"name"`
 	// Target is what was checked when a check runs more than once (the
 	// registry host for ecr).
@@ -109,6 +109,7 @@ func Run(ctx context.Context, o Options) Report {
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "cache-dir", "", func(context.Context) Result { return checkCacheDir(cacheDirOf(cfg)) })}
 	})
+	add(func(ctx context.Context) []Result { return []Result{d.check(ctx, "helper", "", checkHelper)} })
 	add(d.awsChecks)
 	for _, h := range o.Registries {
 		add(func(ctx context.Context) []Result {

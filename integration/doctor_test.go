@@ -116,11 +116,16 @@ func TestDoctorAllPass(t *testing.T) {
 	if err := os.WriteFile(h.configPath(), []byte(`{"auths":{"ghcr.io":{"auth":"dTpw"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The docker client's own config names the helper.
+	os.MkdirAll(filepath.Join(h.home, ".docker"), 0o700)
+	if err := os.WriteFile(filepath.Join(h.home, ".docker", "config.json"), []byte(`{"credsStore":"tollgate"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, code, _ := h.doctor(nil, "--registry", opsHostA, "--proxy", opsHealthyProxy(t))
 	if code != 0 {
 		t.Fatalf("exit %d: %+v", code, rep.Checks)
 	}
-	for _, name := range []string{"config", "allowlist", "config-dir", "cache-dir", "imds", "aws-credentials", "aws-identity", "ecr", "proxy"} {
+	for _, name := range []string{"config", "allowlist", "config-dir", "cache-dir", "helper", "imds", "aws-credentials", "aws-identity", "ecr", "proxy"} {
 		if c := rep.get(t, name); c.Status != "ok" {
 			t.Errorf("%s: %+v, want ok", name, c)
 		}
@@ -157,6 +162,28 @@ func TestDoctorReportsTheHelperCache(t *testing.T) {
 	}
 	if c := rep.get(t, "ecr"); !strings.Contains(c.Detail, "cache holds a token for "+opsUserARN+" valid until") {
 		t.Errorf("ecr detail %q does not report the token refresh cached", c.Detail)
+	}
+}
+
+func TestDoctorHelper(t *testing.T) {
+	h := newOpsHost(t, fakeaws.Options{})
+	// On PATH, but no docker config names it: a warning, not a failure.
+	rep, code, _ := h.doctor(nil)
+	if c := rep.get(t, "helper"); code != 0 || c.Status != "warn" || !strings.Contains(c.Fix, `"credsStore": "tollgate"`) {
+		t.Errorf("exit %d, helper %+v: want a warning that docker does not use it", code, c)
+	}
+	// Named per registry in credHelpers, through DOCKER_CONFIG.
+	dc := filepath.Join(h.home, "dc")
+	os.MkdirAll(dc, 0o700)
+	os.WriteFile(filepath.Join(dc, "config.json"), []byte(`{"credHelpers":{"`+opsHostA+`":"tollgate","gcr.io":"gcloud"}}`), 0o600)
+	rep, _, _ = h.doctor([]string{"DOCKER_CONFIG=" + dc})
+	if c := rep.get(t, "helper"); c.Status != "ok" || !strings.Contains(c.Detail, "credHelpers for "+opsHostA) {
+		t.Errorf("credHelpers: %+v", c)
+	}
+	// Not on PATH: docker cannot run it.
+	rep, code, _ = h.doctor([]string{"PATH=" + os.Getenv("PATH")})
+	if c := rep.get(t, "helper"); code != 1 || c.Status != "fail" || !strings.Contains(c.Detail, "not on PATH") {
+		t.Errorf("exit %d, helper %+v: want a failure, not on PATH", code, c)
 	}
 }
 

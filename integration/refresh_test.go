@@ -60,6 +60,7 @@ func newOpsHost(t *testing.T, opts fakeaws.Options) *opsHost {
 
 func (h *opsHost) env(extra ...string) []string {
 	env := append([]string{
+		"PATH=" + opsBinDir(h.t) + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"HOME=" + h.home,
 		"TOLLGATE_CACHE_DIR=" + h.cacheDir,
 		"SPACELIFT_DOCKER_CONFIG_DIR=" + h.cfgDir,
