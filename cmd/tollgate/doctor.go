@@ -34,10 +34,10 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 Checks, on this host, what tollgate needs and says in plain words what works
 and what to fix: the config file and its allowlist, $%s
-and its permissions, the token cache directory, the credential helper on
-PATH and in the docker config, IMDSv2, the AWS credential
-chain and its identity (STS), ECR GetAuthorizationToken for each --registry,
-and the proxy at --proxy. Each check gives up after --timeout; the whole run
+and its permissions, the token cache directory, the credential helper (on
+PATH, named by the docker config), IMDSv2, the AWS credential chain and its
+identity (STS), ECR GetAuthorizationToken for each --registry, and the proxy
+at --proxy. Each check gives up after --timeout; the whole run
 ends within 30 seconds. Exit status: 0 when every check passed (warnings and
 skipped checks do not fail), 1 when any failed, 2 on a usage error.
 
