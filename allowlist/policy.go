@@ -16,7 +16,7 @@ import (
 )
 
 // Policy is a compiled allowlist. It is immutable and safe for concurrent
-// use.
+// use. A nil *Policy, like an empty one, denies everything.
 type Policy struct {
 	patterns []*pattern.Pattern
 }
@@ -84,6 +84,9 @@ func Default() *Policy { return defaultPolicy() }
 
 // Patterns returns the policy's patterns as written.
 func (p *Policy) Patterns() []string {
+	if p == nil {
+		return nil
+	}
 	out := make([]string, len(p.patterns))
 	for i, c := range p.patterns {
 		out[i] = c.String()
@@ -161,8 +164,12 @@ func dockerHubRepo(h pattern.Host, repo string) string {
 
 func (p *Policy) decide(h pattern.Host, repo, ref string) Verdict {
 	v := Verdict{Reference: ref, Host: h.String(), Repository: repo}
+	var patterns []*pattern.Pattern
+	if p != nil {
+		patterns = p.patterns
+	}
 	var hostMatches []*pattern.Pattern
-	for _, c := range p.patterns {
+	for _, c := range patterns {
 		if !c.MatchHost(h) {
 			continue
 		}
@@ -174,15 +181,15 @@ func (p *Policy) decide(h pattern.Host, repo, ref string) Verdict {
 		}
 		hostMatches = append(hostMatches, c)
 	}
-	v.Reason = p.denyReason(h, repo, hostMatches)
+	v.Reason = denyReason(patterns, h, repo, hostMatches)
 	return v
 }
 
 const fix = "to allowlist: in the tollgate config"
 
-func (p *Policy) denyReason(h pattern.Host, repo string, hostMatches []*pattern.Pattern) string {
+func denyReason(patterns []*pattern.Pattern, h pattern.Host, repo string, hostMatches []*pattern.Pattern) string {
 	host := h.String()
-	if len(p.patterns) == 0 {
+	if len(patterns) == 0 {
 		return "the allowlist is empty, so nothing may be pulled; add registry patterns " + fix
 	}
 	if len(hostMatches) > 0 {
@@ -193,7 +200,7 @@ func (p *Policy) denyReason(h pattern.Host, repo string, hostMatches []*pattern.
 		return fmt.Sprintf("repository %s on %s is not allowed: only %s cover this host; add %q (or a prefix ending in /*) %s",
 			repo, host, strings.Join(allowed, ", "), host+"/"+repo, fix)
 	}
-	for _, c := range p.patterns {
+	for _, c := range patterns {
 		if c.MatchHostName(h) {
 			return fmt.Sprintf("registry host %s is not in the allowlist: pattern %q names another port (the port is part of the host; no port means 443); add %q %s",
 				host, c.String(), host, fix)

@@ -53,6 +53,10 @@ func TestEmptyPolicyDeniesWithReason(t *testing.T) {
 	if v.Allowed || !strings.Contains(v.Reason, "allowlist is empty") {
 		t.Fatalf("empty policy: %+v", v)
 	}
+	var nilPolicy *Policy
+	if v := nilPolicy.CheckRepository("docker.io", "library/alpine"); v.Allowed || !strings.Contains(v.Reason, "allowlist is empty") {
+		t.Fatalf("nil policy: %+v", v)
+	}
 }
 
 func TestReasons(t *testing.T) {
