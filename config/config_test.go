@@ -309,3 +309,14 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// docs/config.md prints the built-in default; it must be the real one.
+func TestDocsShowTheDefault(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```yaml\n"+string(DefaultYAML())+"```\n") {
+		t.Error("docs/config.md does not show config/default.yaml as it is; copy it again")
+	}
+}
