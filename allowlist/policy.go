@@ -117,6 +117,9 @@ func (p *Policy) Check(ref string) Verdict {
 		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), err)}
 	}
 	repo := dockerHubRepo(host, reference.Path(named))
+	if len(repo) > reference.RepositoryNameTotalLengthMax {
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), reference.ErrNameTooLong)}
+	}
 	var b strings.Builder
 	b.WriteString(host.String())
 	b.WriteByte('/')
@@ -150,6 +153,9 @@ func (p *Policy) CheckRepository(host, repository string) Verdict {
 		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, err)}
 	}
 	repo := dockerHubRepo(h, repository)
+	if len(repo) > reference.RepositoryNameTotalLengthMax {
+		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, reference.ErrNameTooLong)}
+	}
 	return p.decide(h, repo, h.String()+"/"+repo)
 }
 
@@ -197,7 +203,7 @@ func denyReason(patterns []*pattern.Pattern, h pattern.Host, repo string, hostMa
 		for i, c := range hostMatches {
 			allowed[i] = strconv.Quote(c.String())
 		}
-		return fmt.Sprintf("repository %s on %s is not allowed: only %s cover this host; add %q (or a prefix ending in /*) %s",
+		return fmt.Sprintf("repository %s on %s is not allowed: the allowlist names this host only as %s; add %q (or a prefix ending in /*) %s",
 			repo, host, strings.Join(allowed, ", "), host+"/"+repo, fix)
 	}
 	for _, c := range patterns {

@@ -132,6 +132,7 @@ func TestCheckRepository(t *testing.T) {
 		{"ghcr.io", "myorg/x:tag", false, ""},
 		{"ghcr.io", "myorg/x@sha256:" + hex64, false, ""},
 		{"ghcr.io", "myorg/" + strings.Repeat("a", 250), false, ""},
+		{"registry-1.docker.io", strings.Repeat("a", 250), false, ""}, // 258 with library/
 		{"", "myorg/x", false, ""},
 		{"ghcr.io/evil", "myorg/x", false, ""},
 		{"user@ghcr.io", "myorg/x", false, ""},
