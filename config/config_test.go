@@ -62,6 +62,15 @@ func TestCacheDirWithoutXDG(t *testing.T) {
 	if got := Default().Proxy.Cache.Dir; got != "/home/spacelift/.cache/tollgate/proxy" {
 		t.Errorf("cache dir = %q", got)
 	}
+	t.Setenv("XDG_CACHE_HOME", "relative/cache") // ignored, as the XDG spec says
+	if got := Default().Proxy.Cache.Dir; got != "/home/spacelift/.cache/tollgate/proxy" {
+		t.Errorf("cache dir with a relative XDG_CACHE_HOME = %q", got)
+	}
+	// An explicit dir is kept.
+	c, err := Parse([]byte("proxy:\n  cache:\n    dir: /srv/cache\n"), "config.yaml")
+	if err != nil || c.Proxy.Cache.Dir != "/srv/cache" {
+		t.Errorf("explicit cache dir: %v, %v", c, err)
+	}
 }
 
 func TestParseKeepsDefaultsForMissingKeys(t *testing.T) {
