@@ -164,6 +164,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			data := randomBytes(t, 1<<20)
 			d := u.add(data)
 			u.setFault(tc.fault)
+			u.hold(1000) // both readers join before the fill can fail
 			dir := t.TempDir()
 			c := openCache(t, dir, Options{})
 
@@ -177,6 +178,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			u.release()
 			got, err := io.ReadAll(r1)
 			if !errors.Is(err, ErrFillFailed) || !errors.Is(err, tc.want) {
 				t.Fatalf("ReadAll error = %v, want ErrFillFailed and %v", err, tc.want)

@@ -110,7 +110,9 @@ func (f *fill) finish(err error) {
 // completion (or to its timeouts) and commits for later callers.
 //
 // A streaming reader's final Read returns ErrFillFailed (wrapping the cause)
-// instead of io.EOF if the fill does not verify; see Reader.
+// instead of io.EOF if the fill does not verify; see Reader. A caller that
+// joins a fill which fails before its reader is open gets that error from
+// Fetch itself.
 func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, size int64, up Upstream) (*Reader, error) {
 	s, err := newScope(host, repo)
 	if err != nil {

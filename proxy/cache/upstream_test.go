@@ -91,11 +91,9 @@ func (u *testUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fault == "truncate" {
-		_, _ = w.Write(data[:len(data)/2])
-		fl.Flush()
-		// Returning with fewer bytes than Content-Length makes net/http
-		// close the connection: the client sees an unexpected EOF.
-		return
+		// Sending fewer bytes than Content-Length makes net/http close the
+		// connection: the client sees an unexpected EOF.
+		data = data[:len(data)/2]
 	}
 	first := len(data)
 	if gate != nil && gateAfter < first {
