@@ -65,9 +65,10 @@ type fill struct {
 	err     error         // final error, nil on commit
 	wake    chan struct{} // closed and cleared on progress; made by a waiting reader
 
-	scopes  map[scope]struct{} // repositories to link on commit (Cache.mu)
-	readers int                // open streaming readers (Cache.mu)
-	entry   *entry             // set at commit (Cache.mu)
+	scopes   map[scope]struct{} // repositories to link on commit (Cache.mu)
+	reserved int64              // counted in Cache.reserved (Cache.mu)
+	readers  int                // open streaming readers (Cache.mu)
+	entry    *entry             // set at commit (Cache.mu)
 }
 
 // progress publishes n more bytes written.
@@ -264,6 +265,8 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		}
 		c.mu.Lock()
 		delete(c.fills, f.d)
+		c.reserved -= f.reserved
+		f.reserved = 0
 		c.mu.Unlock()
 		if f.tmp != "" {
 			_ = os.Remove(f.tmp)
@@ -304,6 +307,13 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	f.mu.Lock()
 	f.size = size
 	f.mu.Unlock()
+	if size > 0 && c.opts.MaxSize > 0 {
+		c.mu.Lock()
+		f.reserved = size
+		c.reserved += size
+		c.mu.Unlock()
+		c.evict() // make room before writing
+	}
 	close(f.started)
 
 	h := f.d.Algorithm().Hash()
@@ -396,6 +406,8 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	e.refs += f.readers
 	f.entry = e
 	delete(c.fills, f.d)
+	c.reserved -= f.reserved
+	f.reserved = 0
 	c.mu.Unlock()
 
 	for _, l := range newLinks {

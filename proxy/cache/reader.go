@@ -327,7 +327,7 @@ func (r *Reader) Close() error {
 	} else {
 		r.entry.refs--
 	}
-	over := c.opts.MaxSize > 0 && c.total > c.opts.MaxSize
+	over := c.opts.MaxSize > 0 && c.total+c.reserved > c.opts.MaxSize
 	c.mu.Unlock()
 	if over {
 		c.evict()
