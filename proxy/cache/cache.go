@@ -51,9 +51,9 @@ type Options struct {
 	// Dir is the cache directory, created 0700 if missing. One process at a
 	// time may use it (a lock file inside enforces this).
 	Dir string
-	// MaxSize is the budget in bytes for verified content; past it the
-	// least-recently-used content that no reader holds open is evicted.
-	// 0 means no limit.
+	// MaxSize is the disk budget in bytes: committed content plus the
+	// announced size of fills in progress. Past it the least-recently-used
+	// content that no reader holds open is evicted. 0 means no limit.
 	MaxSize int64
 	// FillIdleTimeout aborts a fill when the upstream sends no data for this
 	// long (including waiting for the response). Default 1 minute.

@@ -116,3 +116,28 @@ func TestCheckFallsBackToOpenAndSHA512(t *testing.T) {
 		t.Fatalf("the check downloaded the blob again: %+v", st)
 	}
 }
+
+// The empty blob (some images have one) fills, verifies and survives a
+// restart, although an empty content file is otherwise treated as damage.
+func TestEmptyBlob(t *testing.T) {
+	u := newUpstream(t)
+	d := u.add([]byte{})
+	dir := t.TempDir()
+	c := openCache(t, dir, Options{})
+	r, err := c.Fetch(context.Background(), host, repo, d, 0, u.source(repo, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(r); err != nil || len(b) != 0 {
+		t.Fatalf("empty blob: %d bytes, %v", len(b), err)
+	}
+	r.Close()
+	waitFills(t, c)
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c2 := openCache(t, dir, Options{})
+	if n, ok := c2.Stat(host, repo, d); !ok || n != 0 {
+		t.Fatalf("empty blob after restart: %d %v", n, ok)
+	}
+}
