@@ -52,8 +52,9 @@ func (u Upstream) check(ctx context.Context) error {
 // describe the bytes written so far; scopes, readers and entry are guarded
 // by Cache.mu.
 type fill struct {
-	d   digest.Digest
-	tmp string
+	d     digest.Digest
+	owner scope // the repository whose Upstream.Open the fill uses
+	tmp   string
 
 	started chan struct{} // closed once the source is open (or failed to open)
 	openErr error         // set before started is closed
@@ -69,6 +70,16 @@ type fill struct {
 	reserved int64              // counted in Cache.reserved (Cache.mu)
 	readers  int                // open streaming readers (Cache.mu)
 	entry    *entry             // set at commit (Cache.mu)
+}
+
+// openFailed reports whether the fill's source failed to open.
+func (f *fill) openFailed() bool {
+	select {
+	case <-f.started:
+		return f.openErr != nil
+	default:
+		return false
+	}
 }
 
 // progress publishes n more bytes written.
@@ -174,11 +185,18 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 			f.readers++
 			c.mu.Unlock()
 			c.stats.joins.Add(1)
-			return c.streamReader(ctx, f)
+			r, err := c.streamReader(ctx, f)
+			if err != nil && f.owner != s && f.openFailed() {
+				// The upstream refused the repository that started the
+				// fill; this one may still read the blob: try on its own.
+				continue
+			}
+			return r, err
 		}
 		// Miss: start the one fill for d.
 		f := &fill{
 			d:       d,
+			owner:   s,
 			size:    size,
 			started: make(chan struct{}),
 			scopes:  map[scope]struct{}{s: {}},
