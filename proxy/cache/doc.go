@@ -73,6 +73,9 @@
 //     kept in memory; the file mtime is refreshed at most every 10 minutes
 //     so the order survives a restart without a write per read.
 //
+// Verify re-hashes all committed content and removes what no longer matches
+// (for an operator who suspects the disk; not needed after a crash).
+//
 // # Metrics
 //
 // Stats returns cumulative counters (hits, misses, joins, bytes from
