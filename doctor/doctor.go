@@ -28,7 +28,8 @@ const (
 // Result is what one check found.
 type Result struct {
 	// Name identifies the check: config, allowlist, config-dir, cache-dir,
-	// helper, imds, aws-credentials, aws-identity, ecr, proxy.
+	// helper, proxy-cache, imds, aws-credentials, aws-identity, ecr, proxy
+	// (and proxy-cache-verify from VerifyProxyCache).
 	Name string `json:"name"`
 	// Target is what was checked when a check runs more than once (the
 	// registry host for ecr).
@@ -110,6 +111,9 @@ func Run(ctx context.Context, o Options) Report {
 		return []Result{d.check(ctx, "cache-dir", "", func(context.Context) Result { return checkCacheDir(cacheDirOf(cfg)) })}
 	})
 	add(func(ctx context.Context) []Result { return []Result{d.check(ctx, "helper", "", checkHelper)} })
+	add(func(ctx context.Context) []Result {
+		return []Result{d.check(ctx, "proxy-cache", "", func(context.Context) Result { return checkProxyCacheDir(cfg) })}
+	})
 	add(d.awsChecks)
 	for _, h := range o.Registries {
 		add(func(ctx context.Context) []Result {

@@ -29,6 +29,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	proxy := fs.String("proxy", "", "base `URL` of a tollgate proxy to probe, e.g. http://127.0.0.1:5000")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "give up on one check after this `duration` (at most 8s)")
+	verifyCache := fs.Bool("verify-cache", false, "also re-hash every blob in the proxy's cache and remove damaged ones (slow: reads the whole cache; stop the proxy first)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: tollgate doctor [--registry HOST]... [--proxy URL] [--json]
 
@@ -38,7 +39,8 @@ and its permissions, the token cache directory, the credential helper (on
 PATH, named by the docker config), IMDSv2, the AWS credential chain and its
 identity (STS), ECR GetAuthorizationToken for each --registry, and the proxy
 at --proxy. Each check gives up after --timeout; the whole run
-ends within 30 seconds. Exit status: 0 when every check passed (warnings and
+ends within 30 seconds (--verify-cache, which reads the whole proxy cache,
+comes on top). Exit status: 0 when every check passed (warnings and
 skipped checks do not fail), 1 when any failed, 2 on a usage error.
 
 flags:
@@ -59,15 +61,23 @@ flags:
 		fmt.Fprintln(stderr, "tollgate doctor: --timeout must be between 0 and 8s, so that the whole run ends within 30 seconds")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, doctorDeadline)
+	bounded, cancel := context.WithTimeout(ctx, doctorDeadline)
 	defer cancel()
-	rep := doctor.Run(ctx, doctor.Options{
+	rep := doctor.Run(bounded, doctor.Options{
 		ConfigPath: *configPath,
 		ConfigDir:  dockerconfig.DirFromEnv(),
 		Registries: registries,
 		ProxyURL:   *proxy,
 		Timeout:    *timeout,
 	})
+	if *verifyCache {
+		// Asked for explicitly, and as long as reading the cache takes.
+		r := doctor.VerifyProxyCache(ctx, *configPath)
+		rep.Checks = append(rep.Checks, r)
+		if r.Status == doctor.StatusFail {
+			rep.OK = false
+		}
+	}
 	if *asJSON {
 		if err := doctor.WriteJSON(stdout, rep); err != nil {
 			fmt.Fprintf(stderr, "tollgate doctor: %v\n", err)
