@@ -169,8 +169,7 @@ func classifyAPI(err error) verdict {
 	if errors.Is(err, context.Canceled) {
 		return verdict{ErrUnavailable, "canceled", true}
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || isTransport(err) {
+	if isTransport(err) {
 		return verdict{ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true}
 	}
 	if reason != "" { // an API error with a code we do not know
@@ -209,9 +208,17 @@ type httpStatusError interface {
 // retryable reports whether an error kind is worth another attempt.
 func retryable(kind error) bool { return kind == ErrThrottled || kind == ErrUnavailable }
 
+// isTransport reports a failure to reach an endpoint: the SDK's
+// RequestSendError, or a socket or DNS error. (net.Error alone is too broad:
+// syscall.Errno has its methods, so a missing file would look like one.)
 func isTransport(err error) bool {
 	var se interface{ ConnectionError() bool }
-	return errors.As(err, &se) && se.ConnectionError()
+	if errors.As(err, &se) && se.ConnectionError() {
+		return true
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr)
 }
 
 // innermost returns the message of the deepest wrapped error, which for SDK

@@ -128,7 +128,11 @@ func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadlin
 	if _, err := c.creds.Retrieve(actx); err != nil {
 		v := classifyCredentials(err, src)
 		e.log.Debug("AWS credentials unavailable", "source", src.label, "err", err.Error())
-		return nil, newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
+		te := newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
+		if v.kind == ErrNoCredentials && src.fix != "" {
+			te.Fix = src.fix
+		}
+		return nil, te
 	}
 
 	var ent *entry

@@ -18,6 +18,9 @@ type source struct {
 	key string
 	// label names the source to humans in messages and logs.
 	label string
+	// fix overrides the generic remedy for credential failures of this
+	// source (e.g. how to repair a profile).
+	fix string
 	// imdsDisabled is set when the chain would end at the instance role but
 	// AWS_EC2_METADATA_DISABLED=true turns it off: there are no credentials.
 	imdsDisabled bool
@@ -52,11 +55,13 @@ func resolveSource(ctx context.Context, profile, roleARN string) (source, error)
 		// The access key id is an identifier, not a secret; the secret key
 		// and session token are never read here.
 		id := os.Getenv("AWS_ACCESS_KEY_ID")
-		s = source{key: "env-keys:" + id, label: "environment key " + id}
+		s = source{key: "env-keys:" + id, label: "environment key " + id,
+			fix: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN"}
 	case os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE") != "":
 		s = source{
 			key:   "web-identity:" + os.Getenv("AWS_ROLE_ARN") + "|" + os.Getenv("AWS_WEB_IDENTITY_TOKEN_FILE"),
 			label: "web identity " + os.Getenv("AWS_ROLE_ARN"),
+			fix:   "check AWS_WEB_IDENTITY_TOKEN_FILE is readable and AWS_ROLE_ARN trusts its issuer",
 		}
 	default:
 		name := os.Getenv("AWS_PROFILE")
@@ -126,6 +131,8 @@ func profileSource(ctx context.Context, name string, explicit bool) (source, err
 	s.key = "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + s.key
 	if s.label == "" {
 		s.label = "profile " + name
+		s.fix = "check profile " + name + " in " + strings.Join(append(cfgFiles, credFiles...), " and ") +
+			" (SSO: run aws sso login --profile " + name + ")"
 	}
 	return s, nil
 }

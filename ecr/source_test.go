@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cleanAWSEnv clears every AWS_* variable and points the shared files at
@@ -153,5 +154,23 @@ func TestScopeFileNames(t *testing.T) {
 	r2, _ := ParseHost("222222222222.dkr-ecr-fips.us-gov-west-1.on.aws")
 	if scopeOf(r2, source{key: "env-keys:AKIA1"}).id() != a.id() {
 		t.Fatal("two accounts (and the dual-stack host) of one region and FIPS flavour should share a token")
+	}
+}
+
+func TestBrokenProfileNamesTheFix(t *testing.T) {
+	cleanAWSEnv(t, sharedConfig)
+	// Any call that escaped would go to a closed loopback port.
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+	t.Setenv("AWS_PROFILE", "sso")
+	e, err := NewEngine(Options{CacheDir: t.TempDir(), RetryBudget: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Token(context.Background(), "111111111111.dkr.ecr.us-east-1.amazonaws.com")
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v, want ErrNoCredentials", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "profile sso") || !strings.Contains(msg, "aws sso login --profile sso") {
+		t.Fatalf("message %q does not name the profile's fix", msg)
 	}
 }
