@@ -182,7 +182,7 @@ func (c *diskCache) sweep(now time.Time) (removed int) {
 	}
 	for _, de := range ents {
 		name := de.Name()
-		if !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".lock") {
+		if !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".lock") && !strings.HasSuffix(name, ".none") {
 			continue
 		}
 		fi, err := de.Info()

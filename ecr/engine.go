@@ -195,6 +195,12 @@ func (e *Engine) token(ctx context.Context, host string, refresh bool) (Token, e
 			return ent.token(reg, false), nil
 		}
 	}
+	if reg.Public && !refresh {
+		if te := e.disk.readNegative(sc, e.now()); te != nil {
+			te.Host, te.Source = reg.Host, src.label
+			return Token{}, te
+		}
+	}
 	return e.obtain(ctx, reg, src, sc)
 }
 
@@ -243,7 +249,13 @@ func (e *Engine) obtain(ctx context.Context, reg Registry, src source, sc scope)
 				"registry", reg.Host, "expires_at", cached.ExpiresAt, "err", err.Error())
 			return cached.token(reg, true), nil
 		}
+		if reg.Public {
+			e.disk.rememberNegative(sc, err, e.now())
+		}
 		return Token{}, err
+	}
+	if reg.Public {
+		e.disk.forgetNegative(sc)
 	}
 	ent.Source = src.key
 	if err := e.disk.write(ent); err != nil {

@@ -735,3 +735,44 @@ func TestUnwritableCacheStillMints(t *testing.T) {
 		t.Fatalf("%d mints", n)
 	}
 }
+
+func TestPublicFailureIsRememberedBriefly(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{}) // IMDS up, no role: no credentials
+	dir := t.TempDir()
+	_, err := newEngineNoLog(t, dir).Token(context.Background(), "public.ecr.aws")
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v", err)
+	}
+	calls := s.Calls("imds")
+	// A second process answers from the remembered failure, without IMDS.
+	_, err = newEngineNoLog(t, dir).Token(context.Background(), "ecr-public.aws.com")
+	if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "remembered until") {
+		t.Fatalf("err %v", err)
+	}
+	if s.Calls("imds") != calls {
+		t.Fatal("remembered failure still asked IMDS")
+	}
+	// Private registries are not remembered as failing.
+	s.SetInstanceRole("ci-worker", roleARN)
+	mustToken(t, newEngineNoLog(t, dir), host1)
+	// Public stays remembered until the memory lapses...
+	if _, err := newEngineNoLog(t, dir).Token(context.Background(), "public.ecr.aws"); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("within the memory: %v", err)
+	}
+	later := newEngineNoLog(t, dir)
+	later.now = func() time.Time { return time.Now().Add(negativeTTL + time.Minute) }
+	if _, err := later.Token(context.Background(), "public.ecr.aws"); err != nil {
+		t.Fatalf("after the memory lapsed: %v", err)
+	}
+	// ...and a successful mint clears it.
+	if _, err := os.Stat(filepath.Join(dir, "ecr")); err != nil {
+		t.Fatal(err)
+	}
+	mustToken(t, newEngineNoLog(t, dir), "public.ecr.aws")
+	ents, _ := os.ReadDir(filepath.Join(dir, "ecr"))
+	for _, de := range ents {
+		if strings.HasSuffix(de.Name(), ".none") {
+			t.Errorf("remembered failure %s kept after a successful mint", de.Name())
+		}
+	}
+}
