@@ -11,6 +11,8 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ecrpublic v1.47.12
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0
 	github.com/aws/smithy-go v1.28.9
+	github.com/docker/docker-credential-helpers v0.9.13
+	github.com/patrickmn/go-cache v2.1.0+incompatible
 )
 
 require (

@@ -1,0 +1,94 @@
+package credhelper
+
+import (
+	"context"
+	"errors"
+	"reflect"
+
+	"github.com/docker/docker-credential-helpers/credentials"
+
+	"github.com/spacelift-io/tollgate/ecr"
+)
+
+// ErrNotFound means no source has credentials for the server: not an ECR
+// host, and no login for it in the config directory. The helper answers it
+// with the protocol's "credentials not found".
+var ErrNotFound = errors.New("credentials not found")
+
+// LoginStore is what the resolver needs from the config-directory logins
+// (SPACELIFT_DOCKER_CONFIG_DIR); dockerconfig.Store provides it. Get for a
+// server without a login returns an error for which IsNotFound is true.
+type LoginStore interface {
+	Get(ctx context.Context, serverURL string) (username, secret string, err error)
+	Put(ctx context.Context, serverURL, username, secret string) error
+	Erase(ctx context.Context, serverURL string) error
+	List(ctx context.Context) (map[string]string, error)
+}
+
+// TokenSource is what the resolver needs from the ECR token engine;
+// *ecr.Engine provides it.
+type TokenSource interface {
+	Token(ctx context.Context, host string) (ecr.Token, error)
+}
+
+// Resolver finds credentials for a registry: ECR hosts are minted by the
+// token engine, every other host comes from the config-directory logins.
+// Either field may be nil, and then that side has nothing.
+type Resolver struct {
+	ECR    TokenSource
+	Logins LoginStore
+}
+
+// Credentials returns the login for serverURL (a host, host:port or URL).
+// It returns an error matching ErrNotFound when no source has one; any other
+// error is a real failure (no AWS credentials, access denied, ...) whose
+// message says what to do.
+func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username, secret string, err error) {
+	if !isNil(r.ECR) && IsECR(serverURL) {
+		tok, err := r.ECR.Token(ctx, serverURL)
+		if err != nil {
+			return "", "", err
+		}
+		return tok.Username, tok.Password, nil
+	}
+	if isNil(r.Logins) {
+		return "", "", ErrNotFound
+	}
+	username, secret, err = r.Logins.Get(ctx, serverURL)
+	if IsNotFound(err) {
+		return "", "", ErrNotFound
+	}
+	return username, secret, err
+}
+
+// IsECR reports whether serverURL names an ECR registry, whose credentials
+// are minted rather than stored.
+func IsECR(serverURL string) bool {
+	_, err := ecr.ParseHost(serverURL)
+	return err == nil
+}
+
+// IsNotFound reports whether err means "no credentials for this server":
+// ErrNotFound, the credential-helper protocol's not-found error, or any error
+// that marks itself with a NotFound() method (the errdefs convention).
+func IsNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNotFound) || credentials.IsErrCredentialsNotFound(err) {
+		return true
+	}
+	var nf interface{ NotFound() }
+	return errors.As(err, &nf)
+}
+
+// isNil is true for a nil interface and for an interface holding a nil
+// pointer, so that Resolver{Logins: (*dockerconfig.Store)(nil)} means "no
+// logins" rather than a crash.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}

@@ -1,0 +1,208 @@
+package ecr
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+)
+
+// The kinds of failure the engine reports. Match them with errors.Is; the
+// error returned is an *Error carrying the registry, the fix and the cause.
+var (
+	// ErrNoCredentials: no source of the AWS default chain had credentials,
+	// or the configured one is broken (missing profile, no instance role).
+	ErrNoCredentials = errors.New("no AWS credentials found")
+	// ErrIMDSUnreachable: the chain fell through to the EC2 instance role and
+	// the instance metadata service did not answer.
+	ErrIMDSUnreachable = errors.New("EC2 instance metadata service unreachable")
+	// ErrAccessDenied: AWS refused the credentials or the call.
+	ErrAccessDenied = errors.New("access denied")
+	// ErrThrottled: AWS kept throttling past the retry budget.
+	ErrThrottled = errors.New("throttled by AWS")
+	// ErrUnavailable: the AWS API failed (5xx, timeout, connection error)
+	// past the retry budget.
+	ErrUnavailable = errors.New("AWS API unavailable")
+	// ErrConfig: the engine's own settings for a registry are invalid.
+	ErrConfig = errors.New("invalid ECR registry settings")
+)
+
+// Error is a failure to get a token for one registry. Its message is one
+// line: what failed, for which registry, why in short, and what to do. It
+// never contains a token or a secret.
+type Error struct {
+	Kind   error  // one of the Err* sentinels above
+	Host   string // the registry host
+	Source string // the credential source, e.g. "instance role", "profile ci"
+	Reason string // short cause (AWS error code and message), may be empty
+	Fix    string // what the operator should do
+	Err    error  // the underlying error, for logs
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.Error())
+	if e.Host != "" {
+		b.WriteString(" for ")
+		b.WriteString(e.Host)
+	}
+	if e.Source != "" {
+		b.WriteString(" (credentials: ")
+		b.WriteString(e.Source)
+		b.WriteString(")")
+	}
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
+	if e.Fix != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Fix)
+	}
+	return oneLine(b.String(), 600)
+}
+
+// Is makes errors.Is(err, ErrThrottled) etc. work.
+func (e *Error) Is(target error) bool { return target == e.Kind }
+
+// Unwrap exposes the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// fixes names the remedy for each kind.
+var fixes = map[error]string{
+	ErrNoCredentials:   "attach an instance role, or set AWS_PROFILE / AWS_ACCESS_KEY_ID (see docs/ecr.md)",
+	ErrIMDSUnreachable: "on EC2 check the instance role and that IMDSv2 is enabled with hop limit >= 2 for containers; elsewhere set AWS_PROFILE or AWS_ACCESS_KEY_ID",
+	ErrAccessDenied:    "allow ecr:GetAuthorizationToken (ecr-public:GetAuthorizationToken and sts:GetServiceBearerToken for ECR Public) to this identity, and check its keys are current",
+	ErrThrottled:       "too many token requests for this account and region; share the token cache (TOLLGATE_CACHE_DIR) between processes or retry later",
+	ErrUnavailable:     "the AWS API did not answer; check network access to the ECR endpoint and retry",
+	ErrConfig:          "fix the ecr.registries entry in the tollgate config file",
+}
+
+func newError(kind error, host, source, reason string, cause error) *Error {
+	return &Error{Kind: kind, Host: host, Source: source, Reason: reason, Fix: fixes[kind], Err: cause}
+}
+
+// oneLine collapses whitespace so that a message stays on one line, and cuts
+// it at max bytes.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+// Codes of AWS API errors, by what they mean to us.
+var (
+	throttleCodes = map[string]bool{
+		"ThrottlingException": true, "Throttling": true, "ThrottledException": true,
+		"TooManyRequestsException": true, "RequestLimitExceeded": true,
+		"RequestThrottled": true, "RequestThrottledException": true,
+		"ProvisionedThroughputExceededException": true, "SlowDown": true,
+		"LimitExceededException": true, "EC2ThrottledException": true,
+	}
+	deniedCodes = map[string]bool{
+		"AccessDenied": true, "AccessDeniedException": true, "UnauthorizedOperation": true,
+		"UnrecognizedClientException": true, "InvalidClientTokenId": true,
+		"InvalidSignatureException": true, "SignatureDoesNotMatch": true,
+		"ExpiredToken": true, "ExpiredTokenException": true, "InvalidToken": true,
+		"AuthFailure": true, "IncompleteSignature": true, "MissingAuthenticationToken": true,
+		"AccessDeniedForDependencyException": true, "RegionDisabledException": true,
+	}
+	unavailableCodes = map[string]bool{
+		"ServerException": true, "InternalFailure": true, "InternalError": true,
+		"ServiceUnavailable": true, "ServiceUnavailableException": true,
+		"InternalServerError": true, "RequestTimeout": true, "RequestTimeoutException": true,
+	}
+)
+
+// classifyAPI sorts an error from an ECR, ECR Public or STS call into one of
+// the kinds, and returns a short reason. known is false when the error is
+// neither an AWS API error nor a transport failure (a local problem).
+func classifyAPI(err error) (kind error, reason string, known bool) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code := apiErr.ErrorCode()
+		reason = code
+		if msg := apiErr.ErrorMessage(); msg != "" {
+			reason += ": " + msg
+		}
+		switch {
+		case throttleCodes[code]:
+			return ErrThrottled, reason, true
+		case deniedCodes[code]:
+			return ErrAccessDenied, reason, true
+		case unavailableCodes[code]:
+			return ErrUnavailable, reason, true
+		}
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		status := respErr.HTTPStatusCode()
+		if reason == "" {
+			reason = "HTTP " + strconv.Itoa(status)
+		}
+		switch {
+		case status == 429:
+			return ErrThrottled, reason, true
+		case status == 401 || status == 403:
+			return ErrAccessDenied, reason, true
+		}
+		return ErrUnavailable, reason, true
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrUnavailable, "timed out", true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || isTransport(err) {
+		return ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true
+	}
+	if reason != "" { // an API error with a code we do not know
+		return ErrUnavailable, reason, true
+	}
+	return ErrUnavailable, innermost(err), false
+}
+
+// classifyCredentials sorts a failure to obtain credentials from src.
+func classifyCredentials(err error, src source) (kind error, reason string) {
+	if src.key == "none" {
+		return ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true"
+	}
+	var oe *smithy.OperationError
+	if errors.As(err, &oe) && oe.Service() == "ec2imds" {
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
+			return ErrNoCredentials, "the instance metadata service has no IAM role for this instance"
+		}
+		return ErrIMDSUnreachable, innermost(err)
+	}
+	kind, reason, known := classifyAPI(err)
+	if !known {
+		return ErrNoCredentials, reason
+	}
+	return kind, reason
+}
+
+// retryable reports whether an error kind is worth another attempt.
+func retryable(kind error) bool { return kind == ErrThrottled || kind == ErrUnavailable }
+
+func isTransport(err error) bool {
+	var se interface{ ConnectionError() bool }
+	return errors.As(err, &se) && se.ConnectionError()
+}
+
+// innermost returns the message of the deepest wrapped error, which for SDK
+// errors is the specific cause rather than the operation banner.
+func innermost(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}

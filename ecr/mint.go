@@ -1,0 +1,218 @@
+package ecr
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/ecrpublic"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// awsClients are the SDK clients for one credential source and endpoint
+// flavour, built on the first miss and reused by later ones in the process.
+type awsClients struct {
+	creds aws.CredentialsProvider
+	ecr   *awsecr.Client
+	pub   *ecrpublic.Client
+	sts   *sts.Client
+}
+
+// clientsFor loads the AWS configuration for src in the registry's region
+// (the default chain, or the registry's profile) and builds the clients.
+func (e *Engine) clientsFor(ctx context.Context, reg Registry, src source) (*awsClients, error) {
+	key := fmt.Sprintf("%s|%s|%t|%t|%t", src.key, reg.Region, reg.FIPS, reg.DualStack, reg.Public)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[key]; ok {
+		return c, nil
+	}
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(reg.Region)}
+	if src.profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(src.profile))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, &Error{Kind: ErrNoCredentials, Host: reg.Host, Source: src.label,
+			Reason: "cannot load the AWS configuration: " + innermost(err), Fix: fixes[ErrNoCredentials], Err: err}
+	}
+	c := &awsClients{sts: sts.NewFromConfig(cfg)}
+	if src.roleARN != "" {
+		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.sts, src.roleARN,
+			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "tollgate" }))
+		c.sts = sts.NewFromConfig(cfg)
+	}
+	c.creds = cfg.Credentials
+	if reg.Public {
+		c.pub = ecrpublic.NewFromConfig(cfg, func(o *ecrpublic.Options) {
+			o.Retryer = aws.NopRetryer{} // mint retries with its own budget
+		})
+	} else {
+		c.ecr = awsecr.NewFromConfig(cfg, func(o *awsecr.Options) {
+			o.Retryer = aws.NopRetryer{}
+			// A custom endpoint (AWS_ENDPOINT_URL_ECR) is taken as is; the
+			// SDK refuses FIPS or dual-stack together with one.
+			if o.BaseEndpoint == nil {
+				if reg.FIPS {
+					o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
+				}
+				if reg.DualStack {
+					o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled
+				}
+			}
+		})
+	}
+	e.clients[key] = c
+	return c, nil
+}
+
+// mint gets a new token from AWS, retrying throttling and outages with
+// jittered exponential backoff within the retry budget.
+func (e *Engine) mint(ctx context.Context, reg Registry, src source) (*entry, error) {
+	deadline := time.Now().Add(e.budget)
+	for attempt := 0; ; attempt++ {
+		ent, err := e.mintOnce(ctx, reg, src, deadline)
+		if err == nil {
+			if attempt > 0 {
+				e.log.Info("minted ECR token after retries", "registry", reg.Host, "attempts", attempt+1)
+			}
+			return ent, nil
+		}
+		var te *Error
+		if !errors.As(err, &te) || !retryable(te.Kind) || ctx.Err() != nil {
+			return nil, err
+		}
+		delay := backoff(attempt)
+		if time.Now().Add(delay).After(deadline) {
+			e.log.Warn("giving up minting an ECR token: retry budget spent", "registry", reg.Host,
+				"attempts", attempt+1, "budget", e.budget, "err", err.Error())
+			return nil, err
+		}
+		e.log.Info("retrying ECR token mint", "registry", reg.Host, "attempt", attempt+1,
+			"delay", delay, "err", err.Error())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the delay before retry n+1: exponential from 200ms, capped at
+// 5s, with equal jitter (half fixed, half random) so that many processes
+// that failed together do not retry together.
+func backoff(n int) time.Duration {
+	d := 200 * time.Millisecond << min(n, 5)
+	d = min(d, 5*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadline time.Time) (*entry, error) {
+	c, err := e.clientsFor(ctx, reg, src)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithDeadline(ctx, minTime(deadline.Add(attemptTimeout/2), time.Now().Add(attemptTimeout)))
+	defer cancel()
+
+	if _, err := c.creds.Retrieve(actx); err != nil {
+		kind, reason := classifyCredentials(err, src)
+		e.log.Debug("AWS credentials unavailable", "source", src.label, "err", err.Error())
+		return nil, newError(kind, reg.Host, src.label, oneLine(reason, 300), err)
+	}
+
+	var ent *entry
+	if reg.Public {
+		ent, err = mintPublic(actx, c.pub)
+	} else {
+		ent, err = mintPrivate(actx, c.ecr)
+	}
+	if err != nil {
+		var te *Error
+		if errors.As(err, &te) {
+			te.Host, te.Source = reg.Host, src.label
+			return nil, te
+		}
+		kind, reason, _ := classifyAPI(err)
+		e.log.Debug("GetAuthorizationToken failed", "registry", reg.Host, "err", err.Error())
+		return nil, newError(kind, reg.Host, src.label, oneLine(reason, 300), err)
+	}
+	ent.Version, ent.Partition, ent.Region, ent.FIPS, ent.Public = entryVersion, reg.Partition, reg.Region, reg.FIPS, reg.Public
+	ent.MintedAt = time.Now().UTC()
+
+	// Record who the token belongs to. Best effort: the token is good
+	// without it, so a failure here is only logged.
+	ictx, icancel := context.WithTimeout(ctx, 3*time.Second)
+	defer icancel()
+	if out, err := c.sts.GetCallerIdentity(ictx, &sts.GetCallerIdentityInput{}); err == nil && out.Arn != nil {
+		ent.Identity = *out.Arn
+	} else if err != nil {
+		e.log.Debug("cannot read the caller identity", "err", err.Error())
+	}
+	e.log.Info("minted ECR token", "registry", reg.Host, "identity", ent.Identity, "expires_at", ent.ExpiresAt)
+	return ent, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func mintPrivate(ctx context.Context, c *awsecr.Client) (*entry, error) {
+	out, err := c.GetAuthorizationToken(ctx, &awsecr.GetAuthorizationTokenInput{})
+	if err != nil {
+		return nil, err
+	}
+	if len(out.AuthorizationData) == 0 || out.AuthorizationData[0].AuthorizationToken == nil {
+		return nil, badResponse("no authorization data")
+	}
+	d := out.AuthorizationData[0]
+	return decodeToken(*d.AuthorizationToken, d.ExpiresAt)
+}
+
+func mintPublic(ctx context.Context, c *ecrpublic.Client) (*entry, error) {
+	out, err := c.GetAuthorizationToken(ctx, &ecrpublic.GetAuthorizationTokenInput{})
+	if err != nil {
+		return nil, err
+	}
+	if out.AuthorizationData == nil || out.AuthorizationData.AuthorizationToken == nil {
+		return nil, badResponse("no authorization data")
+	}
+	return decodeToken(*out.AuthorizationData.AuthorizationToken, out.AuthorizationData.ExpiresAt)
+}
+
+// decodeToken splits ECR's base64 "user:password" token.
+func decodeToken(token string, expires *time.Time) (*entry, error) {
+	raw, err := base64.StdEncoding.DecodeString(token)
+	if err != nil {
+		return nil, badResponse("authorization token is not base64")
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || user == "" || pass == "" {
+		return nil, badResponse("authorization token is not user:password")
+	}
+	ent := &entry{Username: user, Password: pass}
+	if expires != nil {
+		ent.ExpiresAt = expires.UTC()
+	} else {
+		// ECR documents a 12-hour validity; assume less to be safe.
+		ent.ExpiresAt = time.Now().Add(6 * time.Hour).UTC()
+	}
+	return ent, nil
+}
+
+func badResponse(why string) error {
+	return &Error{Kind: ErrUnavailable, Reason: "unexpected GetAuthorizationToken response: " + why, Fix: fixes[ErrUnavailable]}
+}
