@@ -7,6 +7,8 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -267,5 +269,41 @@ func TestECRHelperInstanceRoleRotationKeepsCache(t *testing.T) {
 	user := e.mustGet(itPrivateHost, itUserARNA, creds...)
 	if user.creds.Secret == first.creds.Secret {
 		t.Error("static user credentials were served the instance role's token")
+	}
+}
+
+func TestECRHelperTokenNeverLogged(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	creds := e.addUser(itUserKeyA, itUserSecretA, itUserARNA)
+	logFile := filepath.Join(e.home, "helper.log")
+	debug := append([]string{"TOLLGATE_LOG_LEVEL=debug"}, creds...)
+
+	// Debug logging on stderr: get checks every run's stderr for tokens.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Throttle: 1})
+	cold := e.mustGet(itPrivateHost, itUserARNA, debug...)
+	if strings.TrimSpace(cold.stderr) == "" {
+		t.Fatal("debug logging wrote nothing on a cold, throttled get: the leak check would prove nothing")
+	}
+	e.mustGet(itPrivateHost, itUserARNA, debug...)
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Deny: true})
+	e.get("222222222222.dkr.ecr.eu-west-1.amazonaws.com", debug...)
+
+	// The same to a log file.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	e.mustGet("111111111111.dkr.ecr.ap-south-1.amazonaws.com", itUserARNA, append(debug, "TOLLGATE_LOG_FILE="+logFile)...)
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatalf("log file: %v", err)
+	}
+	if len(data) == 0 {
+		t.Fatal("debug log file is empty")
+	}
+	for _, p := range e.aws.MintedPasswords() {
+		if strings.Contains(string(data), p) {
+			t.Error("a registry token appears in the log file")
+		}
+	}
+	if strings.Contains(string(data), itUserSecretA) || strings.Contains(cold.stderr, itUserSecretA) {
+		t.Error("the AWS secret key appears in the logs")
 	}
 }
