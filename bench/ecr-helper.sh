@@ -4,8 +4,8 @@
 # integration/fakeaws (loopback only):
 #   - whole-process warm `get` latency (median, p90, min over N runs), with an
 #     instance role (IMDSv2) and with static env keys;
-#   - AWS API calls made by CONCURRENCY cold `get`s started at once.
-# Usage: bench/ecr-helper.sh            (N=100 CONCURRENCY=50 by default)
+#   - AWS API calls made by CONCURRENCY cold `get`s started at once (ROUNDS rounds).
+# Usage: bench/ecr-helper.sh            (N=100 CONCURRENCY=50 ROUNDS=5 by default)
 #        N=200 ECR_LOGIN=/path/to/docker-credential-ecr-login bench/ecr-helper.sh
 # ecr-login is installed into a scratch directory (never into the module) when
 # ECR_LOGIN is not given: it needs the Go module proxy once.
@@ -37,4 +37,4 @@ args+=(-helper "ecr-login=$ECR_LOGIN")
 
 go build -o "$work/ecrhelper" ./bench/ecrhelper
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(go version | cut -d' ' -f3), load: $(cut -d' ' -f1-3 /proc/loadavg)"
-"$work/ecrhelper" -n "$N" -concurrency "$CONCURRENCY" "${args[@]}"
+"$work/ecrhelper" -n "$N" -concurrency "$CONCURRENCY" -rounds "${ROUNDS:-5}" "${args[@]}"
