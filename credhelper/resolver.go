@@ -3,6 +3,8 @@ package credhelper
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"reflect"
 
 	"github.com/docker/docker-credential-helpers/credentials"
@@ -37,6 +39,9 @@ type TokenSource interface {
 type Resolver struct {
 	ECR    TokenSource
 	Logins LoginStore
+	// Log receives warnings, such as an ECR Public pull falling back to
+	// anonymous; nil discards them.
+	Log *slog.Logger
 }
 
 // Credentials returns the login for serverURL (a host, host:port or URL).
@@ -44,8 +49,14 @@ type Resolver struct {
 // error is a real failure (no AWS credentials, access denied, ...) whose
 // message says what to do.
 func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username, secret string, err error) {
-	if !isNil(r.ECR) && IsECR(serverURL) {
+	if reg, perr := ecr.ParseHost(serverURL); perr == nil && !isNil(r.ECR) {
 		tok, err := r.ECR.Token(ctx, serverURL)
+		if err != nil && reg.Public && ctx.Err() == nil {
+			// ECR Public serves every image anonymously too, with lower
+			// rate limits: a host without usable AWS credentials still pulls.
+			r.logger().Warn("no ECR Public token, pulling anonymously", "registry", reg.Host, "err", err.Error())
+			return "", "", fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
 		if err != nil {
 			return "", "", err
 		}
@@ -91,4 +102,11 @@ func isNil(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+func (r *Resolver) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -165,4 +166,32 @@ func (c *diskCache) ensureDir() (tightened bool, err error) {
 		return false, fmt.Errorf("cache directory %s is readable by other users and cannot be fixed: %w", c.dir, err)
 	}
 	return true, nil
+}
+
+// staleFileAge is when a cache or lock file is certainly of no use: tokens
+// live 12 hours at most.
+const staleFileAge = 24 * time.Hour
+
+// sweep removes cache and lock files not touched for staleFileAge, left by
+// credential sources that are gone (rotated session keys, old profiles).
+// Removing an old lock file races at worst into one extra mint.
+func (c *diskCache) sweep(now time.Time) (removed int) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0
+	}
+	for _, de := range ents {
+		name := de.Name()
+		if !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".lock") {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || !fi.Mode().IsRegular() || now.Sub(fi.ModTime()) < staleFileAge {
+			continue
+		}
+		if os.Remove(filepath.Join(c.dir, name)) == nil {
+			removed++
+		}
+	}
+	return removed
 }

@@ -239,6 +239,8 @@ func (e *Engine) obtain(ctx context.Context, reg Registry, src source, sc scope)
 	if err := e.disk.write(ent); err != nil {
 		// The token is good; only sharing it failed. Say so and go on.
 		e.log.Warn("cannot write the token cache; other processes will mint their own", "err", err)
+	} else if n := e.disk.sweep(e.now()); n > 0 {
+		e.log.Debug("removed old token cache files", "count", n)
 	}
 	e.mem.Set(sc.id(), ent, gocache.NoExpiration)
 	if ent.ExpiresAt.Sub(e.now()) < e.margin {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 )
 
@@ -140,7 +139,7 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 			return ErrUnavailable, reason, true
 		}
 	}
-	var respErr *awshttp.ResponseError
+	var respErr httpStatusError
 	if errors.As(err, &respErr) {
 		status := respErr.HTTPStatusCode()
 		if reason == "" {
@@ -169,12 +168,12 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 
 // classifyCredentials sorts a failure to obtain credentials from src.
 func classifyCredentials(err error, src source) (kind error, reason string) {
-	if src.key == "none" {
+	if src.imdsDisabled {
 		return ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true"
 	}
 	var oe *smithy.OperationError
 	if errors.As(err, &oe) && oe.Service() == "ec2imds" {
-		var re *awshttp.ResponseError
+		var re httpStatusError
 		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
 			return ErrNoCredentials, "the instance metadata service has no IAM role for this instance"
 		}
@@ -185,6 +184,13 @@ func classifyCredentials(err error, src source) (kind error, reason string) {
 		return ErrNoCredentials, reason
 	}
 	return kind, reason
+}
+
+// httpStatusError is an HTTP response error of the SDK (smithy-go's and the
+// AWS wrapper around it both have this method).
+type httpStatusError interface {
+	error
+	HTTPStatusCode() int
 }
 
 // retryable reports whether an error kind is worth another attempt.

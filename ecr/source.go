@@ -21,6 +21,9 @@ type source struct {
 	// instanceRole is set when the chain ends at the EC2 instance role (IMDS),
 	// so credential failures are reported as IMDS problems.
 	instanceRole bool
+	// imdsDisabled is set when the chain would end at the instance role but
+	// AWS_EC2_METADATA_DISABLED=true turns it off: there are no credentials.
+	imdsDisabled bool
 	// profile and roleARN are the per-registry settings to apply at mint time.
 	profile string
 	roleARN string
@@ -122,24 +125,28 @@ func profileSource(ctx context.Context, name string, explicit bool) (source, err
 			Reason: "cannot read the shared AWS config: " + innermost(err),
 			Fix:    "fix the file named in the message", Err: err}
 	}
-	desc, instanceRole := describeProfile(&sc, 0)
-	return source{
-		key:          "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + desc,
-		label:        "profile " + name,
-		instanceRole: instanceRole,
-	}, nil
+	s := describeProfile(&sc, 0)
+	s.key = "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + s.key
+	s.label = "profile " + name
+	return s, nil
 }
 
 // describeProfile renders the non-secret parts of a profile that decide
-// which identity it yields, following the SDK's resolveCredsFromProfile.
-func describeProfile(sc *config.SharedConfig, depth int) (desc string, instanceRole bool) {
+// which identity it yields, following the SDK's resolveCredsFromProfile, as
+// a source whose key is that description.
+func describeProfile(sc *config.SharedConfig, depth int) source {
 	if depth > 8 { // the SDK rejects source_profile cycles; be safe anyway
-		return "loop", false
+		return source{key: "loop"}
 	}
+	var (
+		desc         string
+		instanceRole bool
+		imdsDisabled bool
+	)
 	switch {
 	case sc.Source != nil:
-		desc, instanceRole = describeProfile(sc.Source, depth+1)
-		desc = "source(" + sc.SourceProfileName + ":" + desc + ")"
+		inner := describeProfile(sc.Source, depth+1)
+		desc, instanceRole, imdsDisabled = "source("+sc.SourceProfileName+":"+inner.key+")", inner.instanceRole, inner.imdsDisabled
 	case sc.Credentials.HasKeys():
 		desc = "keys:" + sc.Credentials.AccessKeyID
 	case sc.CredentialSource != "":
@@ -168,13 +175,12 @@ func describeProfile(sc *config.SharedConfig, depth int) (desc string, instanceR
 		desc = "credential_process:" + sc.Profile
 	default:
 		fb := fallbackSource()
-		desc, instanceRole = fb.key, fb.instanceRole
+		desc, instanceRole, imdsDisabled = fb.key, fb.instanceRole, fb.imdsDisabled
 	}
 	if sc.RoleARN != "" {
 		desc = "role:" + sc.RoleARN + "<-" + desc
-		instanceRole = false
 	}
-	return desc, instanceRole
+	return source{key: desc, instanceRole: instanceRole, imdsDisabled: imdsDisabled}
 }
 
 func containerURI() string {
@@ -192,7 +198,7 @@ func fallbackSource() source {
 		return source{key: "container:" + uri, label: "container credentials"}
 	}
 	if strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
-		return source{key: "none", label: "none (AWS_EC2_METADATA_DISABLED=true)"}
+		return source{key: "none", label: "none (AWS_EC2_METADATA_DISABLED=true)", imdsDisabled: true}
 	}
 	return source{
 		key:          "instance-role:" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),

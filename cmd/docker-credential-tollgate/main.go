@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 
 	"github.com/spacelift-io/tollgate/credhelper"
+	"github.com/spacelift-io/tollgate/dockerconfig"
 	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/internal/buildinfo"
 )
@@ -47,15 +48,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var engine *ecr.Engine
 	// Building the engine does no I/O; AWS configuration is loaded only when
 	// the disk cache misses, so a warm get stays a file read.
-	engine, err := ecr.NewEngine(ecr.Options{Logger: log})
+	opts, err := engineOptions(log)
+	if err == nil {
+		engine, err = ecr.NewEngine(opts)
+	}
 	if err != nil {
 		fmt.Fprintln(stdout, err)
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine}).WithContext(ctx)
+	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
+	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
 		fmt.Fprintln(stdout, err)
