@@ -403,3 +403,17 @@ func TestECRHelperCorruptCacheIsReplaced(t *testing.T) {
 		t.Errorf("after replacing the corrupt file the next get was not warm: %s", e.aws)
 	}
 }
+
+func TestECRHelperNoCredentials(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	start := time.Now()
+	msg := oneLineError(t, e.get(itPrivateHost, "AWS_EC2_METADATA_DISABLED=true"))
+	t.Logf("no credentials: failed in %v with %q", time.Since(start).Round(time.Millisecond), msg)
+	low := strings.ToLower(msg)
+	if !strings.Contains(low, "no aws credentials") && !strings.Contains(low, "no credentials") {
+		t.Errorf("error does not say there are no AWS credentials: %q", msg)
+	}
+	if n := e.aws.Calls(""); n != 0 {
+		t.Errorf("calls with IMDS disabled and no keys: %s", e.aws)
+	}
+}
