@@ -201,18 +201,28 @@ func (e *Engine) token(ctx context.Context, host string, refresh bool) (Token, e
 // obtain is the slow path: under the scope's lock file, re-read the cache
 // (another process may have just minted) and mint only if still needed.
 func (e *Engine) obtain(ctx context.Context, reg Registry, src source, sc scope) (Token, error) {
-	if tightened, err := e.disk.ensureDir(); err != nil {
-		return Token{}, fmt.Errorf("token cache: %w", err)
-	} else if tightened {
+	tightened, err := e.disk.ensureDir()
+	if err != nil {
+		// An unwritable cache (read-only home, no HOME) costs sharing, not
+		// the pull: mint for this process alone.
+		e.log.Warn("token cache unusable; minting without it (set TOLLGATE_CACHE_DIR to a writable directory)",
+			"dir", e.disk.dir, "err", err)
+		return e.mintUncached(ctx, reg, src, sc)
+	}
+	if tightened {
 		e.log.Warn("token cache directory was readable by other users; set it to 0700", "dir", e.disk.dir)
 	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.budget+attemptTimeout+lockSlack)
 	defer cancel()
 	lock, err := securefile.LockFile(lockCtx, e.disk.lockPath(sc))
-	if err != nil {
+	switch {
+	case errors.Is(err, securefile.ErrLockTimeout):
 		return Token{}, &Error{Kind: ErrUnavailable, Host: reg.Host, Source: src.label,
 			Reason: "timed out waiting for another tollgate process to mint the token",
 			Fix:    "check for a hung docker-credential-tollgate process, then retry", Err: err}
+	case err != nil:
+		e.log.Warn("cannot lock the token cache; minting without it", "dir", e.disk.dir, "err", err)
+		return e.mintUncached(ctx, reg, src, sc)
 	}
 	defer lock.Unlock()
 
@@ -247,6 +257,17 @@ func (e *Engine) obtain(ctx context.Context, reg Registry, src source, sc scope)
 		e.log.Warn("ECR issued a token that lives less than the refresh margin; every lookup will mint",
 			"registry", reg.Host, "expires_at", ent.ExpiresAt, "refresh_margin", e.margin)
 	}
+	return ent.token(reg, false), nil
+}
+
+// mintUncached mints without the disk cache, keeping the token in process.
+func (e *Engine) mintUncached(ctx context.Context, reg Registry, src source, sc scope) (Token, error) {
+	ent, err := e.mint(ctx, reg, src)
+	if err != nil {
+		return Token{}, err
+	}
+	ent.Source = src.key
+	e.mem.Set(sc.id(), ent, gocache.NoExpiration)
 	return ent.token(reg, false), nil
 }
 

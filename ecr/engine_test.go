@@ -714,3 +714,24 @@ func TestOldCacheFilesAreSwept(t *testing.T) {
 		}
 	}
 }
+
+func TestUnwritableCacheStillMints(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	s.SetInstanceRole("ci-worker", roleARN)
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	// The cache directory would have to live under a regular file.
+	e, logs := newTestEngine(t, filepath.Join(blocker, "cache"), nil)
+	tok := mustToken(t, e, host1)
+	if _, ok := s.CheckToken(tok.Username, tok.Password); !ok {
+		t.Fatal("bad token")
+	}
+	if !strings.Contains(logs.String(), "token cache unusable") {
+		t.Error("no warning about the cache")
+	}
+	// The in-process copy serves the next lookup.
+	mustToken(t, e, host1)
+	if n := s.Calls(fakeaws.APIECRGetAuthorizationToken); n != 1 {
+		t.Fatalf("%d mints", n)
+	}
+}

@@ -119,10 +119,20 @@ var (
 	}
 )
 
+// verdict is how a failure is reported: its kind (one of the Err*
+// sentinels), a short reason, and whether it was recognised at all.
+type verdict struct {
+	kind   error
+	reason string
+	// known is false when the error is neither an AWS API error nor a
+	// transport failure (a local problem).
+	known bool
+}
+
 // classifyAPI sorts an error from an ECR, ECR Public or STS call into one of
-// the kinds, and returns a short reason. known is false when the error is
-// neither an AWS API error nor a transport failure (a local problem).
-func classifyAPI(err error) (kind error, reason string, known bool) {
+// the kinds, with a short reason.
+func classifyAPI(err error) verdict {
+	var reason string
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		code := apiErr.ErrorCode()
@@ -132,11 +142,11 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 		}
 		switch {
 		case throttleCodes[code]:
-			return ErrThrottled, reason, true
+			return verdict{ErrThrottled, reason, true}
 		case deniedCodes[code]:
-			return ErrAccessDenied, reason, true
+			return verdict{ErrAccessDenied, reason, true}
 		case unavailableCodes[code]:
-			return ErrUnavailable, reason, true
+			return verdict{ErrUnavailable, reason, true}
 		}
 	}
 	var respErr httpStatusError
@@ -147,43 +157,46 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 		}
 		switch {
 		case status == 429:
-			return ErrThrottled, reason, true
+			return verdict{ErrThrottled, reason, true}
 		case status == 401 || status == 403:
-			return ErrAccessDenied, reason, true
+			return verdict{ErrAccessDenied, reason, true}
 		}
-		return ErrUnavailable, reason, true
+		return verdict{ErrUnavailable, reason, true}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return ErrUnavailable, "timed out", true
+		return verdict{ErrUnavailable, "timed out", true}
+	}
+	if errors.Is(err, context.Canceled) {
+		return verdict{ErrUnavailable, "canceled", true}
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || isTransport(err) {
-		return ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true
+		return verdict{ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true}
 	}
 	if reason != "" { // an API error with a code we do not know
-		return ErrUnavailable, reason, true
+		return verdict{ErrUnavailable, reason, true}
 	}
-	return ErrUnavailable, innermost(err), false
+	return verdict{ErrUnavailable, innermost(err), false}
 }
 
 // classifyCredentials sorts a failure to obtain credentials from src.
-func classifyCredentials(err error, src source) (kind error, reason string) {
+func classifyCredentials(err error, src source) verdict {
 	if src.imdsDisabled {
-		return ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true"
+		return verdict{ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true", true}
 	}
 	var oe *smithy.OperationError
 	if errors.As(err, &oe) && oe.Service() == "ec2imds" {
 		var re httpStatusError
 		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
-			return ErrNoCredentials, "the instance metadata service has no IAM role for this instance"
+			return verdict{ErrNoCredentials, "the instance metadata service has no IAM role for this instance", true}
 		}
-		return ErrIMDSUnreachable, innermost(err)
+		return verdict{ErrIMDSUnreachable, innermost(err), true}
 	}
-	kind, reason, known := classifyAPI(err)
-	if !known {
-		return ErrNoCredentials, reason
+	v := classifyAPI(err)
+	if !v.known {
+		v.kind = ErrNoCredentials
 	}
-	return kind, reason
+	return v
 }
 
 // httpStatusError is an HTTP response error of the SDK (smithy-go's and the

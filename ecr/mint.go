@@ -126,9 +126,9 @@ func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadlin
 	defer cancel()
 
 	if _, err := c.creds.Retrieve(actx); err != nil {
-		kind, reason := classifyCredentials(err, src)
+		v := classifyCredentials(err, src)
 		e.log.Debug("AWS credentials unavailable", "source", src.label, "err", err.Error())
-		return nil, newError(kind, reg.Host, src.label, oneLine(reason, 300), err)
+		return nil, newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
 	}
 
 	var ent *entry
@@ -143,9 +143,9 @@ func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadlin
 			te.Host, te.Source = reg.Host, src.label
 			return nil, te
 		}
-		kind, reason, _ := classifyAPI(err)
+		v := classifyAPI(err)
 		e.log.Debug("GetAuthorizationToken failed", "registry", reg.Host, "err", err.Error())
-		return nil, newError(kind, reg.Host, src.label, oneLine(reason, 300), err)
+		return nil, newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
 	}
 	ent.Version, ent.Partition, ent.Region, ent.FIPS, ent.Public = entryVersion, reg.Partition, reg.Region, reg.FIPS, reg.Public
 	ent.MintedAt = time.Now().UTC()

@@ -18,9 +18,6 @@ type source struct {
 	key string
 	// label names the source to humans in messages and logs.
 	label string
-	// instanceRole is set when the chain ends at the EC2 instance role (IMDS),
-	// so credential failures are reported as IMDS problems.
-	instanceRole bool
 	// imdsDisabled is set when the chain would end at the instance role but
 	// AWS_EC2_METADATA_DISABLED=true turns it off: there are no credentials.
 	imdsDisabled bool
@@ -127,7 +124,9 @@ func profileSource(ctx context.Context, name string, explicit bool) (source, err
 	}
 	s := describeProfile(&sc, 0)
 	s.key = "profile:" + name + "|" + strings.Join(cfgFiles, ",") + "|" + strings.Join(credFiles, ",") + "|" + s.key
-	s.label = "profile " + name
+	if s.label == "" {
+		s.label = "profile " + name
+	}
 	return s, nil
 }
 
@@ -140,13 +139,13 @@ func describeProfile(sc *config.SharedConfig, depth int) source {
 	}
 	var (
 		desc         string
-		instanceRole bool
+		label        string
 		imdsDisabled bool
 	)
 	switch {
 	case sc.Source != nil:
 		inner := describeProfile(sc.Source, depth+1)
-		desc, instanceRole, imdsDisabled = "source("+sc.SourceProfileName+":"+inner.key+")", inner.instanceRole, inner.imdsDisabled
+		desc, imdsDisabled = "source("+sc.SourceProfileName+":"+inner.key+")", inner.imdsDisabled
 	case sc.Credentials.HasKeys():
 		desc = "keys:" + sc.Credentials.AccessKeyID
 	case sc.CredentialSource != "":
@@ -158,7 +157,6 @@ func describeProfile(sc *config.SharedConfig, depth int) source {
 			desc += ":" + containerURI()
 		case "Ec2InstanceMetadata":
 			desc += ":" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-			instanceRole = true
 		}
 	case sc.WebIdentityTokenFile != "":
 		desc = "web_identity:" + sc.WebIdentityTokenFile
@@ -175,12 +173,15 @@ func describeProfile(sc *config.SharedConfig, depth int) source {
 		desc = "credential_process:" + sc.Profile
 	default:
 		fb := fallbackSource()
-		desc, instanceRole, imdsDisabled = fb.key, fb.instanceRole, fb.imdsDisabled
+		// A profile without credentials (region only, say): the chain
+		// goes on to the container or instance role, and says so.
+		desc, label, imdsDisabled = fb.key, fb.label, fb.imdsDisabled
 	}
 	if sc.RoleARN != "" {
 		desc = "role:" + sc.RoleARN + "<-" + desc
+		label = ""
 	}
-	return source{key: desc, instanceRole: instanceRole, imdsDisabled: imdsDisabled}
+	return source{key: desc, label: label, imdsDisabled: imdsDisabled}
 }
 
 func containerURI() string {
@@ -201,8 +202,7 @@ func fallbackSource() source {
 		return source{key: "none", label: "none (AWS_EC2_METADATA_DISABLED=true)", imdsDisabled: true}
 	}
 	return source{
-		key:          "instance-role:" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
-		label:        "EC2 instance role",
-		instanceRole: true,
+		key:   "instance-role:" + os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+		label: "EC2 instance role",
 	}
 }
