@@ -417,3 +417,22 @@ func TestECRHelperNoCredentials(t *testing.T) {
 		t.Errorf("calls with IMDS disabled and no keys: %s", e.aws)
 	}
 }
+
+func TestECRHelperExpiredTokenNeverServed(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: 2 * time.Second})
+	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
+	first := e.mustGet(itPrivateHost, itUserARNA, creds...) // ECR itself issued a short token
+	time.Sleep(2500 * time.Millisecond)
+
+	// Expired and ECR down: failing is right, serving the dead token is not.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000})
+	if r := e.get(itPrivateHost, creds...); r.code == 0 {
+		t.Errorf("an expired cached token was served during an outage: %s", r)
+	}
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	e.aws.SetTokenLifetime(12 * time.Hour)
+	second := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if second.creds.Secret == first.creds.Secret {
+		t.Error("an expired token was served")
+	}
+}
