@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
@@ -42,6 +43,15 @@ func awsEnv(t *testing.T, opts fakeaws.Options) *fakeaws.Server {
 	for _, kv := range s.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
+	}
+	// Shared config files of the test's own, which outlive the fake.
+	dir := t.TempDir()
+	for _, name := range []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(name, p)
 	}
 	return s
 }
@@ -204,7 +214,7 @@ func TestWarmGetNeedsNoNetwork(t *testing.T) {
 }
 
 // rewriteEntry edits the cached entry for host on disk.
-func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*entry)) string {
+func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*tokencache.Entry)) string {
 	t.Helper()
 	st, err := e.Status(context.Background(), host)
 	if err != nil || !st.Cached {
@@ -214,7 +224,7 @@ func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*entry)) string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ent entry
+	var ent tokencache.Entry
 	if err := json.Unmarshal(data, &ent); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +244,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	first := mustToken(t, e, host1)
 
 	// 2h left: outside the 1h margin, served from disk by a new process.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(2 * time.Hour) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(2 * time.Hour) })
 	s.ResetCalls()
 	e2, _ := newTestEngine(t, dir, nil)
 	if got := mustToken(t, e2, host1); got.Password != first.Password {
@@ -245,7 +255,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	}
 
 	// 30m left: inside the margin, so a new one is minted.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(30 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(30 * time.Minute) })
 	e3, _ := newTestEngine(t, dir, nil)
 	second := mustToken(t, e3, host1)
 	if second.Password == first.Password || s.Calls(fakeaws.APIECRGetAuthorizationToken) != 1 {
@@ -253,7 +263,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	}
 
 	// Expired: minted again, and a larger margin makes a fresh one stale.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(-time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(-time.Minute) })
 	e4, _ := newTestEngine(t, dir, nil)
 	if third := mustToken(t, e4, host1); third.Password == second.Password {
 		t.Fatal("expired token served")
@@ -282,7 +292,7 @@ func TestRefreshMintsOnlyInsideMargin(t *testing.T) {
 		t.Fatalf("%d mints, want 1", n)
 	}
 	// Refresh reads the disk under the lock, not the in-process cache.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(10 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(10 * time.Minute) })
 	if _, err := e.Token(ctx, host1); err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +320,11 @@ func TestCorruptAndForeignFilesAreReplaced(t *testing.T) {
 		{"garbage", func(p string) { os.WriteFile(p, []byte("{not json"), 0o600) }},
 		{"empty", func(p string) { os.WriteFile(p, nil, 0o600) }},
 		{"wrong version", func(p string) {
-			rewriteEntry(t, e, host1, func(x *entry) { x.Version = 99 })
+			rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Version = 99 })
 		}},
-		{"no password", func(p string) { rewriteEntry(t, e, host1, func(x *entry) { x.Password = "" }) }},
+		{"no password", func(p string) { rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Password = "" }) }},
 		{"other source", func(p string) {
-			rewriteEntry(t, e, host1, func(x *entry) { x.Source = "env-keys:AKIAOTHER" })
+			rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Source = "env-keys:AKIAOTHER" })
 		}},
 		{"world readable", func(p string) {
 			os.Chmod(p, 0o644)
@@ -500,7 +510,7 @@ func TestOutageServesValidCachedToken(t *testing.T) {
 	dir := t.TempDir()
 	e, _ := newTestEngine(t, dir, nil)
 	tok := mustToken(t, e, host1)
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(20 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(20 * time.Minute) })
 	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000, Status: 503, Code: "ServiceUnavailableException"})
 
 	e2, logs := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = time.Second })
@@ -519,7 +529,7 @@ func TestOutageServesValidCachedToken(t *testing.T) {
 	}
 
 	// Once the cached token has expired, the outage is an error.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(-time.Second) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(-time.Second) })
 	e3, _ := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = 500 * time.Millisecond })
 	_, err = e3.Token(context.Background(), host1)
 	if !errors.Is(err, ErrUnavailable) {

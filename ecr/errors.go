@@ -179,8 +179,8 @@ func classifyAPI(err error) verdict {
 }
 
 // classifyCredentials sorts a failure to obtain credentials from src.
-func classifyCredentials(err error, src source) verdict {
-	if src.imdsDisabled {
+func classifyCredentials(err error, info sourceInfo) verdict {
+	if info.imdsDisabled {
 		return verdict{ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true", true}
 	}
 	var oe *smithy.OperationError

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
@@ -36,13 +37,13 @@ type negative struct {
 	Until   time.Time `json:"until"`
 }
 
-func (c *diskCache) negativePath(s scope) string {
-	return filepath.Join(c.dir, s.id()+".none")
+func negativePath(d *tokencache.Disk, s tokencache.Scope) string {
+	return filepath.Join(d.Dir, s.ID()+".none")
 }
 
 // readNegative returns the remembered failure for s if it is still current.
-func (c *diskCache) readNegative(s scope, now time.Time) *Error {
-	f, err := os.OpenFile(c.negativePath(s), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+func readNegative(d *tokencache.Disk, s tokencache.Scope, now time.Time) *Error {
+	f, err := os.OpenFile(negativePath(d, s), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil
 	}
@@ -56,7 +57,7 @@ func (c *diskCache) readNegative(s scope, now time.Time) *Error {
 		return nil
 	}
 	var n negative
-	if json.Unmarshal(data, &n) != nil || n.Version != entryVersion || n.Source != s.Source || !now.Before(n.Until) {
+	if json.Unmarshal(data, &n) != nil || n.Version != tokencache.EntryVersion || n.Source != s.Source || !now.Before(n.Until) {
 		return nil
 	}
 	kind, ok := negativeKinds[n.Kind]
@@ -67,22 +68,22 @@ func (c *diskCache) readNegative(s scope, now time.Time) *Error {
 }
 
 // rememberNegative records err for s if it is worth remembering.
-func (c *diskCache) rememberNegative(s scope, err error, now time.Time) {
+func rememberNegative(d *tokencache.Disk, s tokencache.Scope, err error, now time.Time) {
 	var te *Error
 	if !errors.As(err, &te) {
 		return
 	}
 	for name, kind := range negativeKinds {
 		if te.Kind == kind {
-			n := negative{Version: entryVersion, Source: s.Source, Kind: name, Reason: te.Reason, Until: now.Add(negativeTTL)}
+			n := negative{Version: tokencache.EntryVersion, Source: s.Source, Kind: name, Reason: te.Reason, Until: now.Add(negativeTTL)}
 			if data, err := json.Marshal(n); err == nil {
-				_ = securefile.WriteFile(c.negativePath(s), data)
+				_ = securefile.WriteFile(negativePath(d, s), data)
 			}
 			return
 		}
 	}
 }
 
-func (c *diskCache) forgetNegative(s scope) {
-	_ = os.Remove(c.negativePath(s))
+func forgetNegative(d *tokencache.Disk, s tokencache.Scope) {
+	_ = os.Remove(negativePath(d, s))
 }
