@@ -232,3 +232,20 @@ func innermost(err error) string {
 		err = next
 	}
 }
+
+// kindNames name the kinds across a process boundary (tokencache.Answer).
+var kindNames = map[error]string{
+	ErrNoCredentials: "no-credentials", ErrIMDSUnreachable: "imds-unreachable",
+	ErrAccessDenied: "access-denied", ErrThrottled: "throttled", ErrUnavailable: "unavailable",
+	ErrConfig: "config", ErrNotECR: "not-ecr",
+}
+
+// KindName names err's kind for tokencache.Answer: "other" when it has none.
+func KindName(err error) string {
+	for kind, name := range kindNames {
+		if errors.Is(err, kind) {
+			return name
+		}
+	}
+	return "other"
+}
