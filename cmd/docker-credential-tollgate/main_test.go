@@ -138,3 +138,26 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Fatal("no action accepted")
 	}
 }
+
+// Without the tollgate command a warm get still works, and a miss says what
+// is missing rather than "credentials not found".
+func TestMissingTollgateCommand(t *testing.T) {
+	s := fakeEnv(t)
+	const host = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
+	if code, stdout, stderr := get(t, host); code != 0 {
+		t.Fatalf("warm-up: %d %s %s", code, stdout, stderr)
+	}
+	t.Setenv("TOLLGATE_BIN", "")
+	t.Setenv("PATH", t.TempDir())
+	s.ResetCalls()
+	if code, stdout, _ := get(t, host); code != 0 || !strings.Contains(stdout, `"Username":"AWS"`) {
+		t.Fatalf("warm get without tollgate: %d %q", code, stdout)
+	}
+	code, stdout, _ := get(t, "111111111111.dkr.ecr.eu-west-1.amazonaws.com")
+	if code != 1 || !strings.Contains(stdout, "tollgate command") || !strings.Contains(stdout, "TOLLGATE_BIN") {
+		t.Fatalf("miss without tollgate: %d %q", code, stdout)
+	}
+	if n := s.Calls(""); n != 0 {
+		t.Fatalf("%d AWS calls", n)
+	}
+}
