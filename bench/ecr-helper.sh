@@ -19,7 +19,8 @@ trap 'rm -rf "$work"' EXIT
 
 args=()
 if [ -d cmd/docker-credential-tollgate ]; then
-	go build -o "$work/docker-credential-tollgate" ./cmd/docker-credential-tollgate
+	# Both commands: the helper runs `tollgate ecr-token` beside it on a miss.
+	go build -o "$work/" ./cmd/...
 	args+=(-helper "tollgate=$work/docker-credential-tollgate")
 else
 	echo "note: cmd/docker-credential-tollgate is not in this tree; measuring ecr-login only" >&2
