@@ -27,6 +27,11 @@ const (
 	// lockSlack is how much longer than its own retry budget a process waits
 	// for another one that holds the lock and is minting.
 	lockSlack = 15 * time.Second
+	// staleRetryInterval is how long, after a failed refresh, refreshes make
+	// one quick attempt before serving the still valid cached token.
+	staleRetryInterval = time.Minute
+	// quickAttemptTimeout bounds that one attempt.
+	quickAttemptTimeout = 2 * time.Second
 )
 
 // Options configure an Engine. The zero value is usable.
@@ -198,12 +203,20 @@ func (e *Engine) obtain(ctx context.Context, req tokencache.Request) (Token, err
 		return cached.Token(reg, false), nil
 	}
 
-	ent, err := e.mint(ctx, req)
+	// Right after a failed refresh one quick attempt will do: if AWS is
+	// still failing the cached token is served at once.
+	quick := cached != nil && e.now().Before(cached.RetryAfter) && cached.ValidAt(e.now())
+	ent, err := e.mint(ctx, req, quick)
 	if err != nil {
 		var te *Error
 		if cached != nil && cached.ValidAt(e.now()) && errors.As(err, &te) && servesStale(te.Kind) {
 			e.log.Warn("serving cached ECR token inside its refresh margin because minting failed",
 				"registry", reg.Host, "expires_at", cached.ExpiresAt, "err", err.Error())
+			// Let the next lookups serve it straight away for a while.
+			cached.RetryAfter = e.now().Add(staleRetryInterval)
+			if err := e.disk.Write(cached); err != nil {
+				e.log.Warn("cannot write the token cache", "err", err)
+			}
 			return cached.Token(reg, true), nil
 		}
 		if reg.Public {
@@ -230,7 +243,7 @@ func (e *Engine) obtain(ctx context.Context, req tokencache.Request) (Token, err
 
 // mintUncached mints without the disk cache, keeping the token in process.
 func (e *Engine) mintUncached(ctx context.Context, req tokencache.Request) (Token, error) {
-	ent, err := e.mint(ctx, req)
+	ent, err := e.mint(ctx, req, false)
 	if err != nil {
 		return Token{}, err
 	}

@@ -524,9 +524,38 @@ func TestOutageServesValidCachedToken(t *testing.T) {
 	if !strings.Contains(logs.String(), "serving cached ECR token inside its refresh margin") {
 		t.Error("no warning logged")
 	}
-	if n := s.Calls(fakeaws.APIECRGetAuthorizationToken); n < 2 {
+	n := s.Calls(fakeaws.APIECRGetAuthorizationToken)
+	if n < 2 {
 		t.Errorf("%d attempts, want retries", n)
 	}
+	// For a while after the failed refresh, other processes make a single
+	// attempt, then serve the stale token at once...
+	start := time.Now()
+	again, err := newEngineNoLog(t, dir).Token(context.Background(), host1)
+	if err != nil || !again.Stale || again.Password != tok.Password {
+		t.Fatalf("right after a failed refresh: stale=%v err=%v", again.Stale, err)
+	}
+	if got := s.Calls(fakeaws.APIECRGetAuthorizationToken); got != n+1 {
+		t.Fatalf("right after a failed refresh: %d more attempts, want 1", got-n)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("stale token took %v", d)
+	}
+	// ...and once the retry interval has passed, the whole retry budget again.
+	later, _ := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = time.Second })
+	later.now = func() time.Time { return time.Now().Add(2 * staleRetryInterval) }
+	if tok, err := later.Token(context.Background(), host1); err != nil || !tok.Stale {
+		t.Fatal(err)
+	}
+	if got := s.Calls(fakeaws.APIECRGetAuthorizationToken); got < n+3 {
+		t.Fatalf("after the retry interval: %d attempts, want retries", got-n-1)
+	}
+	// When ECR is back, the next lookup mints at once.
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	if fresh := mustToken(t, newEngineNoLog(t, dir), host1); fresh.Stale || fresh.Password == tok.Password {
+		t.Fatal("after the outage the stale token was served")
+	}
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000, Status: 503, Code: "ServiceUnavailableException"})
 
 	// Once the cached token has expired, the outage is an error.
 	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(-time.Second) })

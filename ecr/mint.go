@@ -78,7 +78,8 @@ func (e *Engine) clientsFor(ctx context.Context, reg Registry, src tokencache.So
 
 // mint gets a new token from AWS, retrying throttling and outages with
 // jittered exponential backoff within the retry budget.
-func (e *Engine) mint(ctx context.Context, req tokencache.Request) (*tokencache.Entry, error) {
+// With quick, it makes a single attempt bounded by quickAttemptTimeout.
+func (e *Engine) mint(ctx context.Context, req tokencache.Request, quick bool) (*tokencache.Entry, error) {
 	reg := req.Registry
 	info, err := describe(ctx, req.Source)
 	if err != nil {
@@ -89,6 +90,11 @@ func (e *Engine) mint(ctx context.Context, req tokencache.Request) (*tokencache.
 		return nil, err
 	}
 	deadline := time.Now().Add(e.budget)
+	if quick {
+		qctx, cancel := context.WithTimeout(ctx, quickAttemptTimeout)
+		defer cancel()
+		ctx, deadline = qctx, time.Now()
+	}
 	for attempt := 0; ; attempt++ {
 		ent, err := e.mintOnce(ctx, req, info, deadline)
 		if err == nil {

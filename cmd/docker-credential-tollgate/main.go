@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/docker/docker-credential-helpers/credentials"
 
@@ -43,8 +41,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	log, closeLog := helperlog.FromEnv(credentials.Name, stderr)
 	defer closeLog()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// No signal handling here: a killed warm get leaves nothing behind (cache
+	// writes are atomic, locks die with the process), and installing handlers
+	// costs start-up time. The mint path, which runs a child, handles them.
+	ctx := context.Background()
 
 	// The warm path reads the token cache with the standard library only;
 	// a miss runs `tollgate ecr-token`, which links the AWS SDK.

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
@@ -49,6 +51,9 @@ func (c *cachedTokens) mint(ctx context.Context, req tokencache.Request) (tokenc
 	if err != nil {
 		return tokencache.Token{}, err
 	}
+	// On SIGINT/SIGTERM stop the child too, and answer with the error.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, "ecr-token", "--json", req.Registry.Host)
 	cmd.Stdout = &out

@@ -68,6 +68,12 @@ type Entry struct {
 	Password  string    `json:"password"`
 	ExpiresAt time.Time `json:"expires_at"`
 	MintedAt  time.Time `json:"minted_at"`
+	// RetryAfter is set when a refresh failed (throttling, outage) and this
+	// still valid token was served instead: until then a refresh makes one
+	// quick attempt instead of retrying for the whole budget, so a fleet does
+	// not hammer a throttled or failing API and pulls do not each wait the
+	// budget out, yet the first lookup after a recovery gets a new token.
+	RetryAfter time.Time `json:"retry_after,omitzero"`
 }
 
 // Scope returns the scope the entry belongs to.

@@ -96,7 +96,7 @@ func (l *Lookup) Resolve(host string) (Request, error) {
 
 // Fresh returns the cached entry for req if it has at least the refresh
 // margin of life left, else nil. err says why a cache file that exists was
-// not usable (corrupt, foreign); it is never served.
+// not usable (corrupt, foreign); such a file is never served.
 func (l *Lookup) Fresh(req Request) (*Entry, error) {
 	ent, err := l.Disk.Read(req.Scope)
 	if ent != nil && ent.FreshAt(l.now(), l.margin()) {
