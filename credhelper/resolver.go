@@ -3,11 +3,14 @@ package credhelper
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"reflect"
 
 	"github.com/docker/docker-credential-helpers/credentials"
 
-	"github.com/spacelift-io/tollgate/ecr"
+	"github.com/spacelift-io/tollgate/ecr/ecrhost"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
 
 // ErrNotFound means no source has credentials for the server: not an ECR
@@ -26,9 +29,10 @@ type LoginStore interface {
 }
 
 // TokenSource is what the resolver needs from the ECR token engine;
-// *ecr.Engine provides it.
+// *ecr.Engine provides it, and so does the helper binary's warm cache
+// reader, which leaves minting to another process.
 type TokenSource interface {
-	Token(ctx context.Context, host string) (ecr.Token, error)
+	Token(ctx context.Context, host string) (tokencache.Token, error)
 }
 
 // Resolver finds credentials for a registry: ECR hosts are minted by the
@@ -37,6 +41,9 @@ type TokenSource interface {
 type Resolver struct {
 	ECR    TokenSource
 	Logins LoginStore
+	// Log receives warnings, such as an ECR Public pull falling back to
+	// anonymous; nil discards them.
+	Log *slog.Logger
 }
 
 // Credentials returns the login for serverURL (a host, host:port or URL).
@@ -44,8 +51,14 @@ type Resolver struct {
 // error is a real failure (no AWS credentials, access denied, ...) whose
 // message says what to do.
 func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username, secret string, err error) {
-	if !isNil(r.ECR) && IsECR(serverURL) {
+	if reg, perr := ecrhost.Parse(serverURL); perr == nil && !isNil(r.ECR) {
 		tok, err := r.ECR.Token(ctx, serverURL)
+		if err != nil && reg.Public && ctx.Err() == nil {
+			// ECR Public serves every image anonymously too, with lower
+			// rate limits: a host without usable AWS credentials still pulls.
+			r.logger().Warn("no ECR Public token, pulling anonymously", "registry", reg.Host, "err", err.Error())
+			return "", "", fmt.Errorf("%w: %w", ErrNotFound, err)
+		}
 		if err != nil {
 			return "", "", err
 		}
@@ -64,7 +77,7 @@ func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username,
 // IsECR reports whether serverURL names an ECR registry, whose credentials
 // are minted rather than stored.
 func IsECR(serverURL string) bool {
-	_, err := ecr.ParseHost(serverURL)
+	_, err := ecrhost.Parse(serverURL)
 	return err == nil
 }
 
@@ -91,4 +104,11 @@ func isNil(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+func (r *Resolver) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 )
 
@@ -120,10 +119,20 @@ var (
 	}
 )
 
+// verdict is how a failure is reported: its kind (one of the Err*
+// sentinels), a short reason, and whether it was recognised at all.
+type verdict struct {
+	kind   error
+	reason string
+	// known is false when the error is neither an AWS API error nor a
+	// transport failure (a local problem).
+	known bool
+}
+
 // classifyAPI sorts an error from an ECR, ECR Public or STS call into one of
-// the kinds, and returns a short reason. known is false when the error is
-// neither an AWS API error nor a transport failure (a local problem).
-func classifyAPI(err error) (kind error, reason string, known bool) {
+// the kinds, with a short reason.
+func classifyAPI(err error) verdict {
+	var reason string
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		code := apiErr.ErrorCode()
@@ -133,14 +142,14 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 		}
 		switch {
 		case throttleCodes[code]:
-			return ErrThrottled, reason, true
+			return verdict{ErrThrottled, reason, true}
 		case deniedCodes[code]:
-			return ErrAccessDenied, reason, true
+			return verdict{ErrAccessDenied, reason, true}
 		case unavailableCodes[code]:
-			return ErrUnavailable, reason, true
+			return verdict{ErrUnavailable, reason, true}
 		}
 	}
-	var respErr *awshttp.ResponseError
+	var respErr httpStatusError
 	if errors.As(err, &respErr) {
 		status := respErr.HTTPStatusCode()
 		if reason == "" {
@@ -148,51 +157,68 @@ func classifyAPI(err error) (kind error, reason string, known bool) {
 		}
 		switch {
 		case status == 429:
-			return ErrThrottled, reason, true
+			return verdict{ErrThrottled, reason, true}
 		case status == 401 || status == 403:
-			return ErrAccessDenied, reason, true
+			return verdict{ErrAccessDenied, reason, true}
 		}
-		return ErrUnavailable, reason, true
+		return verdict{ErrUnavailable, reason, true}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return ErrUnavailable, "timed out", true
+		return verdict{ErrUnavailable, "timed out", true}
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || isTransport(err) {
-		return ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true
+	if errors.Is(err, context.Canceled) {
+		return verdict{ErrUnavailable, "canceled", true}
+	}
+	if isTransport(err) {
+		return verdict{ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true}
 	}
 	if reason != "" { // an API error with a code we do not know
-		return ErrUnavailable, reason, true
+		return verdict{ErrUnavailable, reason, true}
 	}
-	return ErrUnavailable, innermost(err), false
+	return verdict{ErrUnavailable, innermost(err), false}
 }
 
 // classifyCredentials sorts a failure to obtain credentials from src.
-func classifyCredentials(err error, src source) (kind error, reason string) {
-	if src.key == "none" {
-		return ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true"
+func classifyCredentials(err error, info sourceInfo) verdict {
+	if info.imdsDisabled {
+		return verdict{ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true", true}
 	}
 	var oe *smithy.OperationError
 	if errors.As(err, &oe) && oe.Service() == "ec2imds" {
-		var re *awshttp.ResponseError
+		var re httpStatusError
 		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
-			return ErrNoCredentials, "the instance metadata service has no IAM role for this instance"
+			return verdict{ErrNoCredentials, "the instance metadata service has no IAM role for this instance", true}
 		}
-		return ErrIMDSUnreachable, innermost(err)
+		return verdict{ErrIMDSUnreachable, innermost(err), true}
 	}
-	kind, reason, known := classifyAPI(err)
-	if !known {
-		return ErrNoCredentials, reason
+	v := classifyAPI(err)
+	if !v.known {
+		v.kind = ErrNoCredentials
 	}
-	return kind, reason
+	return v
+}
+
+// httpStatusError is an HTTP response error of the SDK (smithy-go's and the
+// AWS wrapper around it both have this method).
+type httpStatusError interface {
+	error
+	HTTPStatusCode() int
 }
 
 // retryable reports whether an error kind is worth another attempt.
 func retryable(kind error) bool { return kind == ErrThrottled || kind == ErrUnavailable }
 
+// isTransport reports a failure to reach an endpoint: the SDK's
+// RequestSendError, or a socket or DNS error. (net.Error alone is too broad:
+// syscall.Errno has its methods, so a missing file would look like one.)
 func isTransport(err error) bool {
 	var se interface{ ConnectionError() bool }
-	return errors.As(err, &se) && se.ConnectionError()
+	if errors.As(err, &se) && se.ConnectionError() {
+		return true
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr)
 }
 
 // innermost returns the message of the deepest wrapped error, which for SDK
@@ -205,4 +231,21 @@ func innermost(err error) string {
 		}
 		err = next
 	}
+}
+
+// kindNames name the kinds across a process boundary (tokencache.Answer).
+var kindNames = map[error]string{
+	ErrNoCredentials: "no-credentials", ErrIMDSUnreachable: "imds-unreachable",
+	ErrAccessDenied: "access-denied", ErrThrottled: "throttled", ErrUnavailable: "unavailable",
+	ErrConfig: "config", ErrNotECR: "not-ecr",
+}
+
+// KindName names err's kind for tokencache.Answer: "other" when it has none.
+func KindName(err error) string {
+	for kind, name := range kindNames {
+		if errors.Is(err, kind) {
+			return name
+		}
+	}
+	return "other"
 }

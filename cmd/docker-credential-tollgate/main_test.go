@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/spacelift-io/tollgate/integration/fakeaws"
+)
+
+// tollgateBin builds cmd/tollgate once: the helper runs it to mint.
+var tollgateBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tollgate-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "tollgate")
+	if out, err := exec.Command("go", "build", "-o", bin, "../tollgate").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/tollgate: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := tollgateBin(); err == nil {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
+func fakeEnv(t *testing.T) *fakeaws.Server {
+	t.Helper()
+	bin, err := tollgateBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fakeaws.Start(t, fakeaws.Options{})
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") || k == "SPACELIFT_DOCKER_CONFIG_DIR" {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("TOLLGATE_CACHE_DIR", t.TempDir())
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	t.Setenv("TOLLGATE_BIN", bin)
+	s.SetInstanceRole("ci-worker", "arn:aws:iam::111111111111:role/ci-worker")
+	return s
+}
+
+func get(t *testing.T, host string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run([]string{"get"}, strings.NewReader(host), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// The ecr section of $TOLLGATE_CONFIG reaches the engine: a per-registry
+// role is assumed for its registry only.
+func TestConfigFileRegistrySettings(t *testing.T) {
+	s := fakeEnv(t)
+	const cross = "333333333333.dkr.ecr.us-west-2.amazonaws.com"
+	cfg := filepath.Join(t.TempDir(), "tollgate.yaml")
+	if err := os.WriteFile(cfg, []byte("ecr:\n  refresh_margin: 2h\n  registries:\n    "+cross+":\n      role_arn: arn:aws:iam::333333333333:role/puller\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOLLGATE_CONFIG", cfg)
+	code, stdout, stderr := get(t, cross)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	var c struct{ ServerURL, Username, Secret string }
+	if err := json.Unmarshal([]byte(stdout), &c); err != nil {
+		t.Fatal(err)
+	}
+	arn, ok := s.CheckToken(c.Username, c.Secret)
+	if !ok || !strings.HasPrefix(arn, "arn:aws:sts::333333333333:assumed-role/puller/") {
+		t.Fatalf("token belongs to %q", arn)
+	}
+	if s.Calls(fakeaws.APISTSAssumeRole) != 1 {
+		t.Fatalf("calls %v", s.CallCounts())
+	}
+}
+
+func TestBadConfigFails(t *testing.T) {
+	fakeEnv(t)
+	cfg := filepath.Join(t.TempDir(), "tollgate.yaml")
+	os.WriteFile(cfg, []byte("ecr:\n  registries:\n    docker.io:\n      profile: x\n"), 0o600)
+	t.Setenv("TOLLGATE_CONFIG", cfg)
+	code, stdout, _ := get(t, "111111111111.dkr.ecr.us-west-2.amazonaws.com")
+	if code == 0 || !strings.Contains(stdout, "docker.io") || strings.Count(strings.TrimSpace(stdout), "\n") != 0 {
+		t.Fatalf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestFailureExitsNonZeroWithReason(t *testing.T) {
+	s := fakeEnv(t)
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Deny: true})
+	logFile := filepath.Join(t.TempDir(), "helper.log")
+	t.Setenv("TOLLGATE_LOG_FILE", logFile)
+	code, stdout, _ := get(t, "111111111111.dkr.ecr.us-west-2.amazonaws.com")
+	if code != 1 || !strings.HasPrefix(stdout, "access denied") || strings.Contains(stdout, "credentials not found") ||
+		strings.Count(strings.TrimSpace(stdout), "\n") != 0 {
+		t.Fatalf("exit %d, stdout %q", code, stdout)
+	}
+	log, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(log), "access denied") {
+		t.Fatalf("log file: %q %v", log, err)
+	}
+	if fi, _ := os.Stat(logFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v", fi.Mode().Perm())
+	}
+	for _, p := range s.MintedPasswords() {
+		if strings.Contains(string(log), p) {
+			t.Fatal("token in log")
+		}
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, strings.NewReader(""), &out, &out); code != 0 || !strings.Contains(out.String(), "docker-credential-tollgate") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run(nil, strings.NewReader(""), &out, &out); code == 0 {
+		t.Fatal("no action accepted")
+	}
+}
+
+// Without the tollgate command a warm get still works, and a miss says what
+// is missing rather than "credentials not found".
+func TestMissingTollgateCommand(t *testing.T) {
+	s := fakeEnv(t)
+	const host = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
+	if code, stdout, stderr := get(t, host); code != 0 {
+		t.Fatalf("warm-up: %d %s %s", code, stdout, stderr)
+	}
+	t.Setenv("TOLLGATE_BIN", "")
+	t.Setenv("PATH", t.TempDir())
+	s.ResetCalls()
+	if code, stdout, _ := get(t, host); code != 0 || !strings.Contains(stdout, `"Username":"AWS"`) {
+		t.Fatalf("warm get without tollgate: %d %q", code, stdout)
+	}
+	code, stdout, _ := get(t, "111111111111.dkr.ecr.eu-west-1.amazonaws.com")
+	if code != 1 || !strings.Contains(stdout, "tollgate command") || !strings.Contains(stdout, "TOLLGATE_BIN") {
+		t.Fatalf("miss without tollgate: %d %q", code, stdout)
+	}
+	if n := s.Calls(""); n != 0 {
+		t.Fatalf("%d AWS calls", n)
+	}
+}
