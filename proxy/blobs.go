@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"strconv"
 	"time"
@@ -38,7 +37,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		})
 		return
 	}
-	rd, err := s.fetchBlob(r.Context(), rt)
+	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
@@ -78,32 +77,6 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		ri.err = err
 		panic(http.ErrAbortHandler)
 	}
-}
-
-// fetchBlob gets a reader from the cache. A fill that commits while a
-// second client joins it can leave the joiner looking for the fill's temp
-// file after its rename (proxy/cache f459c51); the content is committed by
-// then, so asking again, for up to two seconds, finds it.
-func (s *Server) fetchBlob(ctx context.Context, rt *route) (*cache.Reader, error) {
-	var err error
-	for attempt := range 40 {
-		if attempt > 0 {
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		var rd *cache.Reader
-		rd, err = s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
-		if err == nil {
-			return rd, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-	}
-	return nil, err
 }
 
 // blobUpstream is how the cache reaches this blob in this repository.

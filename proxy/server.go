@@ -102,6 +102,9 @@ func New(opts Options) (*Server, error) {
 		shutdown:  opts.ShutdownTimeout,
 		tagLists:  gocache.New(tagListTTL, time.Minute),
 	}
+	if opts.Cache != nil {
+		m.registry.MustRegister(cache.NewCollector(opts.Cache))
+	}
 	s.fillCtx, s.cancelFill = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
