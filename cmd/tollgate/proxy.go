@@ -88,7 +88,16 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("proxy.cache.maxsize: %w", err)
 	}
-	store, err := cache.Open(ctx, cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log})
+	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log}
+	if sh := cfg.Proxy.Shared; sh != nil && sh.Driver != "" {
+		tier, err := cache.OpenDriverTier(ctx, sh.Driver, sh.Parameters)
+		if err != nil {
+			return fmt.Errorf("proxy.shared: %w (object stores need a binary built with -tags clouddrivers)", err)
+		}
+		copts.Shared = tier
+		log.Info("shared cache tier enabled", "driver", sh.Driver)
+	}
+	store, err := cache.Open(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("opening the cache in %s: %w", cfg.Proxy.Cache.Dir, err)
 	}
