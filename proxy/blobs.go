@@ -64,10 +64,33 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		http.ServeContent(w, r, "", time.Time{}, rd)
 		return
 	}
+	var first []byte
+	if !rd.Cached() {
+		// Wait for the first bytes of a fill before committing to 200, so
+		// that an upstream failing early still gets the client a proper
+		// error instead of a cut connection.
+		buf := make([]byte, 32<<10)
+		n, err := readSome(rd, buf)
+		if err != nil && err != io.EOF {
+			rd.Close()
+			h.Del("Docker-Content-Digest")
+			h.Del("Etag")
+			h.Del("Accept-Ranges")
+			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			return
+		}
+		first = buf[:n]
+	}
 	if size := rd.Size(); size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
+	if len(first) > 0 {
+		if _, err := w.Write(first); err != nil {
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
+	}
 	// w passes io.ReaderFrom through, so a committed blob goes out with
 	// sendfile.
 	if _, err := io.Copy(w, rd); err != nil {
@@ -77,6 +100,27 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		ri.err = err
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// readSome reads until it has some bytes or an error.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// fillError is what the client is told when a fill failed before any byte
+// of it was sent: the upstream's own error if it answered one, else a 502.
+func fillError(host string, err error) error {
+	var ue *upstreamError
+	var un *unreachableError
+	if errors.As(err, &ue) || errors.As(err, &un) {
+		return err
+	}
+	return badUpstream(host, errcode.ErrorCodeBlobUnknown, err.Error())
 }
 
 // blobUpstream is how the cache reaches this blob in this repository.
