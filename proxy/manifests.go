@@ -146,6 +146,11 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		return s.fetchManifest(ctx, rt, accept)
 	}
 	tag, tagErr := s.cache.GetTag(rt.host, rt.repository, rt.reference)
+	if tagErr != nil && method == http.MethodGet {
+		// Nothing cached to revalidate: one GET instead of HEAD + GET.
+		s.cacheResult(ri, "manifest", "miss")
+		return s.fetchManifest(ctx, rt, accept)
+	}
 	hm, err := s.headManifest(ctx, rt, accept)
 	if err != nil {
 		if tagErr == nil && serveStale(err) {
