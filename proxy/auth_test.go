@@ -272,3 +272,22 @@ func TestPushThroughRemoteIsRefusedWithCredentials(t *testing.T) {
 		}
 	}
 }
+
+func TestChangedLoginIsPickedUpAfterRefusal(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{htpasswdUser: "bob", htpasswdPass: "new-password"})
+	up.push(t, "team/app", "v1", randomImage(t, 1024, 1), &authn.Basic{Username: "bob", Password: "new-password"})
+	creds := &staticCredentials{host: testHost, user: "bob", secret: "old-password"}
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}, credentials: creds})
+	resp, _ := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("stale login: %d, want 401", resp.StatusCode)
+	}
+	// The operator fixes the login; the next pull uses it without waiting
+	// for any cache to expire.
+	creds.mu.Lock()
+	creds.secret = "new-password"
+	creds.mu.Unlock()
+	if _, err := pull(p.ref(t, "team/app:v1")); err != nil {
+		t.Fatalf("pull after the login changed: %v", err)
+	}
+}

@@ -355,8 +355,8 @@ type staticCredentials struct {
 
 func (s *staticCredentials) Credentials(_ context.Context, host string) (string, string, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls++
-	s.mu.Unlock()
 	if host != s.host {
 		return "", "", fmt.Errorf("%s: %w", host, ErrNoCredentials)
 	}

@@ -106,6 +106,9 @@ type repoClient struct {
 	base       *url.URL
 	client     *http.Client
 	metrics    *metrics
+	// forget drops this client and the cached login, so that the next
+	// request looks the credentials up and shakes hands again.
+	forget func()
 }
 
 // client returns an authenticated client for host/repository, reusing one
@@ -129,6 +132,10 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 			return nil, err
 		}
 		c.key = key
+		c.forget = func() {
+			u.transports.Delete(key)
+			u.creds.cache.Delete(host)
+		}
 		u.transports.SetDefault(key, c)
 		return c, nil
 	})
@@ -232,6 +239,11 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 			return nil, handshakeError(c.host, err)
 		}
 		return nil, &unreachableError{Host: c.host, Err: err}
+	}
+	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
+		// Still refused after ggcr's own token refresh: the login may have
+		// changed or been revoked. Start afresh on the next request.
+		c.forget()
 	}
 	return resp, nil
 }
