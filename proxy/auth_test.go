@@ -217,7 +217,7 @@ func TestHostileRealmNeverGetsCredentials(t *testing.T) {
 }
 
 func TestRealmGuardTrust(t *testing.T) {
-	g := &realmGuard{registryHost: "registry-1.docker.io", registryName: "registry-1.docker.io", configured: map[string]bool{"127.0.0.1": true}}
+	g := &realmGuard{registryHost: "registry-1.docker.io", registryName: "registry-1.docker.io", configured: map[string]bool{"127.0.0.1:5003": true}}
 	for _, tc := range []struct {
 		url  string
 		want bool
@@ -230,7 +230,8 @@ func TestRealmGuardTrust(t *testing.T) {
 		{"https://localhost/token", false},
 		{"https://10.0.0.1/token", false},
 		{"https://[::1]/token", false},
-		{"http://127.0.0.1:5003/token", true}, // configured by the operator
+		{"http://127.0.0.1:5003/token", true},  // configured by the operator
+		{"http://127.0.0.1:5004/token", false}, // same address, another service
 		{"https://169.254.169.254/latest", false},
 	} {
 		u, _ := url.Parse(tc.url)

@@ -38,7 +38,7 @@ type Endpoint struct {
 // upstreams hands out authenticated HTTP clients per upstream repository.
 type upstreams struct {
 	endpoints  map[string]Endpoint // canonical host -> override
-	configured map[string]bool     // hostnames of configured endpoints
+	configured map[string]bool     // host:port of configured endpoints
 	base       *http.Transport
 	creds      *credentialStore
 	transports *gocache.Cache
@@ -50,7 +50,7 @@ type upstreams struct {
 func newUpstreams(endpoints map[string]Endpoint, base *http.Transport, creds *credentialStore, log *slog.Logger, m *metrics) *upstreams {
 	configured := map[string]bool{}
 	for _, e := range endpoints {
-		configured[strings.ToLower(e.URL.Hostname())] = true
+		configured[hostPort(e.URL)] = true
 	}
 	if base == nil {
 		base = defaultBaseTransport()
@@ -84,6 +84,18 @@ func defaultBaseTransport() *http.Transport {
 		ResponseHeaderTimeout: 60 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// hostPort is u's host with its port made explicit, lower case.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return strings.ToLower(net.JoinHostPort(strings.TrimSuffix(u.Hostname(), "."), port))
 }
 
 // endpoint returns where host is reached.
