@@ -101,6 +101,12 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("opening the cache in %s: %w", cfg.Proxy.Cache.Dir, err)
 	}
+	// Checked while holding the cache's lock, so no private proxy can be
+	// filling the directory meanwhile.
+	if err := proxy.CheckCacheMode(cfg.Proxy.Cache.Dir, cfg.Mode); err != nil {
+		_ = store.Close(ctx)
+		return err
+	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
