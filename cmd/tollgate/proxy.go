@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spacelift-io/tollgate/allowlist"
@@ -107,8 +108,19 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		_ = store.Close(ctx)
 		return err
 	}
+	// The whole shutdown, server and cache fills alike, is bounded by
+	// proxy.shutdown_timeout from the signal on.
+	var deadline atomic.Int64
+	stopWatch := context.AfterFunc(ctx, func() {
+		deadline.Store(time.Now().Add(cfg.Proxy.ShutdownTimeout).UnixNano())
+	})
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		stopWatch()
+		until := time.Now().Add(time.Second)
+		if d := deadline.Load(); d != 0 && time.Unix(0, d).After(until) {
+			until = time.Unix(0, d)
+		}
+		cctx, cancel := context.WithDeadline(context.Background(), until)
 		defer cancel()
 		if err := store.Close(cctx); err != nil {
 			log.Warn("closing the cache", "error", err)
