@@ -70,9 +70,33 @@ func StartProcess(t testing.TB, name, dir string, cmd *exec.Cmd) *Process {
 		p.Stop()
 		if t.Failed() {
 			p.LogTail(t, 30)
+			p.keepLogs(t)
 		}
 	})
 	return p
+}
+
+// KeepLogsEnv names a directory to which the full logs of every process of
+// a failed test are copied (the temp dirs holding them are removed).
+const KeepLogsEnv = "TOLLGATE_TEST_KEEP_LOGS"
+
+func (p *Process) keepLogs(t testing.TB) {
+	dir := os.Getenv(KeepLogsEnv)
+	if dir == "" {
+		t.Logf("(set %s=DIR to keep the full logs of failed tests)", KeepLogsEnv)
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	for _, f := range []string{p.Stdout, p.Stderr} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		dst := filepath.Join(dir, name+"."+filepath.Base(f))
+		if os.MkdirAll(dir, 0o755) == nil && os.WriteFile(dst, b, 0o644) == nil {
+			t.Logf("kept %s", dst)
+		}
+	}
 }
 
 // Exited reports whether the process has ended.

@@ -1,0 +1,313 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/proxy/cache"
+)
+
+// serveBlob answers GET and HEAD of a blob.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
+	if r.Method == http.MethodHead {
+		s.headBlob(w, r, rt)
+		return
+	}
+	if s.cache == nil {
+		s.passThroughBlob(w, r, rt, "bypass")
+		return
+	}
+	ri := infoFrom(r.Context())
+	if r.Header.Get("Range") != "" && !s.cache.Exists(rt.digest) {
+		// A range of a cold blob: forward it, keep nothing partial, and
+		// fill the whole blob in the background for the next client.
+		s.passThroughBlob(w, r, rt, "range")
+		s.background(func(ctx context.Context) {
+			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+			if err == nil {
+				_ = rd.Close()
+			}
+		})
+		return
+	}
+	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	if err != nil {
+		if errors.Is(err, cache.ErrInvalidName) {
+			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
+		}
+		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	defer rd.Close()
+	source := "upstream"
+	if rd.Cached() {
+		source = "cache"
+		s.cacheResult(ri, "blob", "hit")
+	} else {
+		s.cacheResult(ri, "blob", "miss")
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", rt.digest.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Etag", `"`+rt.digest.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	before := bytesWritten(w)
+	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
+	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
+		http.ServeContent(w, r, "", time.Time{}, rd)
+		return
+	}
+	var first []byte
+	if !rd.Cached() {
+		// Wait for the first bytes of a fill before committing to 200, so
+		// that an upstream failing early still gets the client a proper
+		// error instead of a cut connection.
+		buf := make([]byte, 32<<10)
+		n, err := readSome(rd, buf)
+		if err != nil && err != io.EOF {
+			rd.Close()
+			h.Del("Docker-Content-Digest")
+			h.Del("Etag")
+			h.Del("Accept-Ranges")
+			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			return
+		}
+		first = buf[:n]
+	}
+	if size := rd.Size(); size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if len(first) > 0 {
+		if _, err := w.Write(first); err != nil {
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
+	}
+	// w passes io.ReaderFrom through, so a committed blob goes out with
+	// sendfile.
+	if _, err := io.Copy(w, rd); err != nil {
+		// Truncated or corrupt upstream content (the reader withheld the
+		// last byte), or the client left. Either way the response must not
+		// end cleanly.
+		ri.err = err
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// readSome reads until it has some bytes or an error.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// fillError is what the client is told when a fill failed before any byte
+// of it was sent: the upstream's own error if it answered one, else a 502.
+func fillError(host string, err error) error {
+	var ue *upstreamError
+	var un *unreachableError
+	if errors.As(err, &ue) || errors.As(err, &un) {
+		return err
+	}
+	return badUpstream(host, errcode.ErrorCodeBlobUnknown, err.Error())
+}
+
+// blobUpstream is how the cache reaches this blob in this repository.
+func (s *Server) blobUpstream(rt *route) cache.Upstream {
+	return cache.Upstream{
+		Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
+			resp, err := s.upstreamRequest(ctx, http.MethodGet, rt, nil, nil)
+			if err != nil {
+				return nil, 0, err
+			}
+			if resp.StatusCode != http.StatusOK {
+				defer resp.Body.Close()
+				return nil, 0, readUpstreamError(rt.host, resp)
+			}
+			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}, resp.ContentLength, nil
+		},
+		Check: func(ctx context.Context) error {
+			_, err := s.headBlobUpstream(ctx, rt)
+			return err
+		},
+	}
+}
+
+// headBlobUpstream HEADs the blob upstream with this repository's
+// credentials and returns its size.
+func (s *Server) headBlobUpstream(ctx context.Context, rt *route) (int64, error) {
+	resp, err := s.upstreamRequest(ctx, http.MethodHead, rt, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, readUpstreamError(rt.host, resp)
+	}
+	return resp.ContentLength, nil
+}
+
+// headBlob answers HEAD from the cache, or from an upstream HEAD (never a
+// download).
+func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
+	ri := infoFrom(r.Context())
+	size := int64(-1)
+	if s.cache != nil {
+		if n, ok := s.cache.Stat(rt.host, rt.repository, rt.digest); ok {
+			size = n
+			s.cacheResult(ri, "blob", "hit")
+		}
+	}
+	if size < 0 {
+		n, err := s.headBlobUpstream(r.Context(), rt)
+		if err != nil {
+			s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+			return
+		}
+		size = n
+		if s.cache != nil {
+			result := "miss"
+			if s.cache.Exists(rt.digest) {
+				// The upstream just confirmed this repository has it.
+				if err := s.cache.Link(rt.host, rt.repository, rt.digest); err == nil {
+					result = "link"
+				}
+			}
+			s.cacheResult(ri, "blob", result)
+		}
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", rt.digest.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Etag", `"`+rt.digest.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	if size >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// passThroughBlob streams a blob (or the requested range of it) from
+// upstream without caching it. A whole blob is verified as it streams and its
+// last chunk is held back until the digest matched, so a truncated or corrupt
+// upstream body never reaches the client complete.
+func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) {
+	ri := infoFrom(r.Context())
+	s.cacheResult(ri, "blob", result)
+	var hdr http.Header
+	if rg := r.Header.Get("Range"); rg != "" {
+		hdr = http.Header{"Range": {rg}}
+	}
+	resp, err := s.upstreamRequest(r.Context(), http.MethodGet, rt, nil, hdr)
+	if err != nil {
+		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+			w.Header().Set("Content-Range", resp.Header.Get("Content-Range"))
+			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
+			return
+		}
+		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
+		return
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", rt.digest.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Accept-Ranges", "bytes")
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	if cr := resp.Header.Get("Content-Range"); cr != "" {
+		h.Set("Content-Range", cr)
+	}
+	w.WriteHeader(resp.StatusCode)
+	body := &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}
+	before := bytesWritten(w)
+	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
+	if resp.StatusCode == http.StatusPartialContent {
+		if _, err := io.Copy(w, body); err != nil {
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	if err := copyVerified(w, body, rt.digest, resp.ContentLength); err != nil {
+		ri.err = err
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// errBlobMismatch: the upstream's bytes do not hash to the blob's digest.
+var errBlobMismatch = errors.New("upstream blob does not match its digest")
+
+// copyVerified copies src to dst, hashing as it goes, and writes the final
+// chunk only once the digest (and the size, when known) matched.
+func copyVerified(dst io.Writer, src io.Reader, d digest.Digest, size int64) error {
+	if !d.Algorithm().Available() {
+		return errors.New("unsupported digest algorithm " + string(d.Algorithm()))
+	}
+	v := d.Verifier()
+	cur := make([]byte, 64<<10)
+	next := make([]byte, 64<<10)
+	var held []byte
+	var total int64
+	for {
+		n, err := io.ReadFull(src, next)
+		if n > 0 {
+			if held != nil {
+				if _, werr := dst.Write(held); werr != nil {
+					return werr
+				}
+			}
+			_, _ = v.Write(next[:n])
+			total += int64(n)
+			cur, next = next, cur
+			held = cur[:n]
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if size >= 0 && total != size {
+		return io.ErrUnexpectedEOF
+	}
+	if !v.Verified() {
+		return errBlobMismatch
+	}
+	if held != nil {
+		_, err := dst.Write(held)
+		return err
+	}
+	return nil
+}
+
+// countingBody counts bytes read from an upstream body into a metric.
+type countingBody struct {
+	io.ReadCloser
+	add func(float64)
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if n > 0 {
+		c.add(float64(n))
+	}
+	return n, err
+}

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the proxy's Prometheus collectors, registered on a registry
+// of the Server's own (no package globals), served at /metrics.
+type metrics struct {
+	registry        *prometheus.Registry
+	requests        *prometheus.CounterVec
+	denials         *prometheus.CounterVec
+	cacheResults    *prometheus.CounterVec
+	bytesServed     *prometheus.CounterVec
+	upstreamBytes   *prometheus.CounterVec
+	upstreamLatency *prometheus.HistogramVec
+	tokenRequests   *prometheus.CounterVec
+	staleServes     *prometheus.CounterVec
+	inflight        prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_requests_total",
+			Help: "Distribution API requests by kind (manifest, blob, tags, base, other), method and outcome (HTTP status class: 2xx, 3xx, 4xx, 5xx).",
+		}, []string{"kind", "method", "outcome"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_denials_total",
+			Help: "Requests refused by the allowlist, by registry host.",
+		}, []string{"host"}),
+		cacheResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_cache_requests_total",
+			Help: "Cache lookups by kind and result: hit, miss, stale (cached tag served while the upstream failed), link (content cached for another repository, confirmed upstream).",
+		}, []string{"kind", "result"}),
+		bytesServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_served_bytes_total",
+			Help: "Bytes of manifests and blobs sent to clients, by source: cache or upstream.",
+		}, []string{"source"}),
+		upstreamBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_upstream_bytes_total",
+			Help: "Bytes of manifests and blobs read from upstream registries, by host.",
+		}, []string{"host"}),
+		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_proxy_upstream_request_duration_seconds",
+			Help:    "Time from sending an upstream request to its response headers, by host and kind (auth = ping and token handshake).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 13),
+		}, []string{"host", "kind"}),
+		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_upstream_token_requests_total",
+			Help: "Registry token exchanges sent to upstream token services, by registry host.",
+		}, []string{"host"}),
+		staleServes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_proxy_stale_tag_serves_total",
+			Help: "Cached tags served without upstream revalidation because the upstream was unreachable, throttling or failing.",
+		}, []string{"host"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_proxy_inflight_requests",
+			Help: "Distribution API requests being served.",
+		}),
+	}
+	m.registry.MustRegister(m.requests, m.denials, m.cacheResults, m.bytesServed,
+		m.upstreamBytes, m.upstreamLatency, m.tokenRequests, m.staleServes, m.inflight,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+)
+
+const (
+	// maxTagListSize bounds one upstream tag list page.
+	maxTagListSize = 16 << 20
+	// maxTagPages bounds how many upstream pages make one full list.
+	maxTagPages = 100
+	// tagListTTL is how long a full upstream tag list answers paginated
+	// requests before it is fetched again.
+	tagListTTL = 15 * time.Second
+)
+
+// serveTags answers GET of a repository's tag list. The proxy fetches the
+// whole list upstream (following the upstream's Link pages), sorts it, and
+// applies n and last itself, so pagination behaves per the distribution
+// spec whatever the upstream's own pagination does; a Link header names the
+// next page through the proxy, in the routing style the client used. The
+// full list is kept for a few seconds so a client walking pages does not
+// refetch it for every page.
+func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) {
+	in := r.URL.Query()
+	n := -1
+	if v := in.Get("n"); v != "" {
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 0 {
+			writeError(w, errcode.ErrorCodePaginationNumberInvalid.WithMessage("n must be a non-negative integer"))
+			return
+		}
+		n = i
+	}
+	last := in.Get("last")
+	tags, err := s.tagList(r.Context(), rt)
+	if err != nil {
+		s.failUpstream(w, r, err, errcode.ErrorCodeNameUnknown)
+		return
+	}
+	start := 0
+	if last != "" {
+		start = sort.Search(len(tags), func(i int) bool { return tags[i] > last })
+	}
+	page := tags[start:]
+	more := false
+	if n >= 0 && n < len(page) {
+		page, more = page[:n], true
+	}
+	if n == 0 {
+		more = false
+	}
+	body, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{rt.clientName, append([]string{}, page...)})
+	if more && len(page) > 0 {
+		q := url.Values{"n": {strconv.Itoa(n)}, "last": {page[len(page)-1]}}
+		if rt.style == styleNS {
+			q.Set("ns", rt.ns)
+		}
+		w.Header().Set("Link", "<"+rt.clientTagsPath()+"?"+q.Encode()+`>; rel="next"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// tagList returns the repository's full, sorted tag list.
+func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
+	c, err := s.upstreams.client(ctx, rt.host, rt.repository)
+	if err != nil {
+		return nil, err
+	}
+	// Keyed by the authenticated client, so a list fetched with one login
+	// never answers for another.
+	key := c.key
+	if v, ok := s.tagLists.Get(key); ok {
+		return v.([]string), nil
+	}
+	var all []string
+	q := url.Values{}
+	for page := 0; ; page++ {
+		if page == maxTagPages {
+			return nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
+		}
+		tags, next, err := s.tagPage(ctx, c, rt, q)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, tags...)
+		if next == nil {
+			break
+		}
+		q = next
+	}
+	sort.Strings(all)
+	all = dedupe(all)
+	s.tagLists.SetDefault(key, all)
+	return all, nil
+}
+
+// tagPage fetches one upstream page and the query of the next, if any.
+func (s *Server) tagPage(ctx context.Context, c *repoClient, rt *route, q url.Values) ([]string, url.Values, error) {
+	resp, err := c.do(ctx, http.MethodGet, rt, q, http.Header{"Accept": {"application/json"}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, readUpstreamError(rt.host, resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListSize+1))
+	if err != nil || len(data) > maxTagListSize {
+		return nil, nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list unreadable or too large")
+	}
+	var list struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
+	}
+	next := nextPage(resp.Header.Get("Link"))
+	if next != nil && next.Get("last") == q.Get("last") {
+		next = nil // an upstream that does not advance would loop forever
+	}
+	return list.Tags, next, nil
+}
+
+var linkNext = regexp.MustCompile(`<([^>]*)>\s*;\s*rel="?next"?`)
+
+// nextPage extracts n and last from an upstream's next-page Link.
+func nextPage(link string) url.Values {
+	m := linkNext.FindStringSubmatch(link)
+	if m == nil {
+		return nil
+	}
+	u, err := url.Parse(m[1])
+	if err != nil {
+		return nil
+	}
+	q := url.Values{}
+	for _, k := range []string{"n", "last"} {
+		if v := u.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if q.Get("last") == "" {
+		return nil
+	}
+	return q
+}
+
+func dedupe(sorted []string) []string {
+	out := sorted[:0]
+	for i, v := range sorted {
+		if i == 0 || v != sorted[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

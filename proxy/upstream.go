@@ -1,0 +1,311 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	gocache "github.com/patrickmn/go-cache"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/spacelift-io/tollgate/config"
+)
+
+// transportTTL is how long an authenticated transport (and the registry token
+// it holds) is reused for one (host, repository, login). ggcr refreshes an
+// expired token by itself on the next 401, so this only bounds memory.
+const transportTTL = 10 * time.Minute
+
+// Endpoint says where and how an upstream registry is reached.
+type Endpoint struct {
+	// URL is the base URL: scheme and host[:port], no path.
+	URL *url.URL
+	// RootCAs, when set, replaces the system trust store for this upstream.
+	RootCAs *x509.CertPool
+}
+
+// upstreams hands out authenticated HTTP clients per upstream repository.
+type upstreams struct {
+	endpoints  map[string]Endpoint // canonical host -> override
+	configured map[string]bool     // host:port of configured endpoints
+	base       *http.Transport
+	creds      *credentialStore
+	transports *gocache.Cache
+	flight     singleflight.Group
+	log        *slog.Logger
+	metrics    *metrics
+}
+
+func newUpstreams(endpoints map[string]Endpoint, base *http.Transport, creds *credentialStore, log *slog.Logger, m *metrics) *upstreams {
+	configured := map[string]bool{}
+	for _, e := range endpoints {
+		configured[hostPort(e.URL)] = true
+	}
+	if base == nil {
+		base = defaultBaseTransport()
+	}
+	return &upstreams{
+		endpoints:  endpoints,
+		configured: configured,
+		base:       base,
+		creds:      creds,
+		transports: gocache.New(transportTTL, time.Minute),
+		log:        log,
+		metrics:    m,
+	}
+}
+
+// defaultBaseTransport is the HTTP transport under every upstream: system
+// trust store, proxy from the environment, bounded waits for connection and
+// response headers (bodies may stream for as long as they take).
+func defaultBaseTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   15 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   15 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// hostPort is u's host with its port made explicit, lower case.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return strings.ToLower(net.JoinHostPort(strings.TrimSuffix(u.Hostname(), "."), port))
+}
+
+// endpoint returns where host is reached.
+func (u *upstreams) endpoint(host string) Endpoint {
+	if e, ok := u.endpoints[host]; ok {
+		return e
+	}
+	h := host
+	if h == dockerHub {
+		h = "registry-1.docker.io"
+	}
+	return Endpoint{URL: &url.URL{Scheme: "https", Host: h}}
+}
+
+// repoClient talks to one upstream repository with the right credentials.
+type repoClient struct {
+	key        string // host, repository and login fingerprint
+	host       string // canonical upstream host
+	repository string
+	base       *url.URL
+	client     *http.Client
+	metrics    *metrics
+	// forget drops this client and the cached login, so that the next
+	// request looks the credentials up and shakes hands again.
+	forget func()
+}
+
+// client returns an authenticated client for host/repository, reusing one
+// made earlier for the same login so registry tokens are reused until they
+// expire. Concurrent first requests share one handshake.
+func (u *upstreams) client(ctx context.Context, host, repository string) (*repoClient, error) {
+	l, err := u.creds.lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	key := host + "\x00" + repository + "\x00" + l.fingerprint()
+	if v, ok := u.transports.Get(key); ok {
+		return v.(*repoClient), nil
+	}
+	v, err, _ := u.flight.Do(key, func() (any, error) {
+		if v, ok := u.transports.Get(key); ok {
+			return v, nil
+		}
+		c, err := u.handshake(ctx, host, repository, l)
+		if err != nil {
+			return nil, err
+		}
+		c.key = key
+		c.forget = func() {
+			u.transports.Delete(key)
+			u.creds.cache.Delete(host)
+		}
+		u.transports.SetDefault(key, c)
+		return c, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*repoClient), nil
+}
+
+// handshake pings the upstream and, for a Bearer challenge, fetches a token
+// scoped to pull repository.
+func (u *upstreams) handshake(ctx context.Context, host, repository string, l login) (*repoClient, error) {
+	ep := u.endpoint(host)
+	opts := []name.Option{name.WeakValidation}
+	if ep.URL.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(ep.URL.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream endpoint %s for %s: %w", ep.URL, host, err)
+	}
+	base := u.base
+	if ep.RootCAs != nil {
+		base = base.Clone()
+		base.TLSClientConfig = &tls.Config{RootCAs: ep.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	guard := &realmGuard{
+		inner:        base,
+		registryHost: ep.URL.Host,
+		registryName: strings.ToLower(ep.URL.Hostname()),
+		configured:   u.configured,
+		upstream:     host,
+		log:          u.log,
+		metrics:      u.metrics,
+	}
+	scopes := []string{reg.Repo(repository).Scope(transport.PullScope)}
+	start := time.Now()
+	rt, err := transport.NewWithContext(ctx, reg, l.authenticator(), guard, scopes)
+	u.metrics.upstreamLatency.WithLabelValues(host, "auth").Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, handshakeError(host, err)
+	}
+	return &repoClient{
+		host:       host,
+		repository: repository,
+		base:       ep.URL,
+		client:     &http.Client{Transport: rt},
+		metrics:    u.metrics,
+	}, nil
+}
+
+// handshakeError classifies a failed ping or token exchange: an HTTP answer
+// becomes an upstreamError (so 401 and 5xx are told apart), anything else is
+// unreachable.
+func handshakeError(host string, err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		ue := &upstreamError{Host: host, Status: te.StatusCode}
+		for _, d := range te.Errors {
+			ue.Errors = append(ue.Errors, upstreamDiagnostic(d))
+		}
+		return ue
+	}
+	return &unreachableError{Host: host, Err: err}
+}
+
+// unreachableError: the upstream could not be asked at all.
+type unreachableError struct {
+	Host string
+	Err  error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("upstream %s unreachable: %v", e.Host, e.Err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.Err }
+
+// do sends one request to the upstream repository. The caller closes the
+// response body.
+func (c *repoClient) do(ctx context.Context, method string, r *route, query url.Values, header http.Header) (*http.Response, error) {
+	u := *c.base
+	u.Path = r.upstreamPath(c.repository)
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	c.metrics.upstreamLatency.WithLabelValues(c.host, r.kind.String()).Observe(time.Since(start).Seconds())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var te *transport.Error
+		if errors.As(err, &te) {
+			return nil, handshakeError(c.host, err)
+		}
+		return nil, &unreachableError{Host: c.host, Err: err}
+	}
+	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
+		// Still refused after ggcr's own token refresh: the login may have
+		// changed or been revoked. Start afresh on the next request.
+		c.forget()
+	}
+	return resp, nil
+}
+
+// loadRootCAs reads a PEM bundle for an upstream's ca_file.
+func loadRootCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates found", file)
+	}
+	return pool, nil
+}
+
+// EndpointsFromConfig turns the upstreams section of the config into
+// endpoint overrides.
+func EndpointsFromConfig(ups map[string]config.Upstream) (map[string]Endpoint, error) {
+	out := make(map[string]Endpoint, len(ups))
+	for host, up := range ups {
+		if up.Endpoint == "" && up.CAFile == "" {
+			continue
+		}
+		var ep Endpoint
+		if up.Endpoint != "" {
+			u, err := url.Parse(up.Endpoint)
+			if err != nil {
+				return nil, fmt.Errorf("upstreams.%s.endpoint: %w", host, err)
+			}
+			ep.URL = &url.URL{Scheme: u.Scheme, Host: u.Host}
+		} else {
+			h := host
+			if h == dockerHub {
+				h = "registry-1.docker.io"
+			}
+			ep.URL = &url.URL{Scheme: "https", Host: h}
+		}
+		if up.CAFile != "" {
+			pool, err := loadRootCAs(up.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstreams.%s.ca_file: %w", host, err)
+			}
+			ep.RootCAs = pool
+		}
+		out[strings.ToLower(host)] = ep
+	}
+	return out, nil
+}
