@@ -231,6 +231,8 @@ var defaultCorpus = []refCase{
 
 	// Over-long parts.
 	{ref: "ghcr.io/" + strings.Repeat("a", 256), allowed: false},
+	{ref: "registry-1.docker.io/" + strings.Repeat("a", 250), allowed: false}, // 258 with library/
+	{ref: "docker.io/" + strings.Repeat("a", 250), allowed: false},
 	{ref: "ghcr.io/" + strings.Repeat("a/", 127) + "a", allowed: true},
 	{ref: "ghcr.io/org/img:" + strings.Repeat("t", 128), allowed: true},
 	{ref: "ghcr.io/org/img:" + strings.Repeat("t", 129), allowed: false},

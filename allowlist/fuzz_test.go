@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/distribution/reference"
 )
 
 // The fuzz property is checked by a deliberately simple, independent
@@ -160,6 +162,48 @@ func FuzzCheck(f *testing.F) {
 			if c := v.Reference[i]; c <= ' ' || c >= 0x7f {
 				t.Fatalf("Check(%q) allowed reference %q with byte %#x", ref, v.Reference, c)
 			}
+		}
+	})
+}
+
+func FuzzCheckRepository(f *testing.F) {
+	for _, s := range [][2]string{
+		{"ghcr.io", "myorg/x"}, {"ghcr.io.", "myorg/x"}, {"GHCR.IO:443", "myorg/x/y"}, {"registry-1.docker.io", "alpine"},
+		{"[::1]:5000", "x"}, {"127.0.0.1:5001", "x"}, {"a.corp.example.com", "x"}, {"myreg.azurecr.io", "a/b"},
+		{"123456789012.dkr.ecr.us-east-1.amazonaws.com", "app"}, {"us-docker.pkg.dev", "p/r/i"}, {"ghcr.io", "myorgevil/x"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	p, err := New(fuzzPatterns)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, host, repository string) {
+		v := p.CheckRepository(host, repository)
+		if v.Reason == "" {
+			t.Fatalf("CheckRepository(%q, %q): empty reason", host, repository)
+		}
+		if !v.Allowed {
+			return
+		}
+		canon := simpleCanon(strings.TrimSuffix(strings.Replace(host, ".:", ":", 1), "."))
+		if v.Host != canon {
+			t.Fatalf("CheckRepository(%q, %q) allowed host %q, want %q", host, repository, v.Host, canon)
+		}
+		wantRepo := repository
+		if canon == "docker.io" && !strings.Contains(repository, "/") {
+			wantRepo = "library/" + repository
+		}
+		if v.Repository != wantRepo {
+			t.Fatalf("CheckRepository(%q, %q) allowed repository %q, want %q", host, repository, v.Repository, wantRepo)
+		}
+		if !simpleHostRegexp(v.Pattern).MatchString(v.Host) || !simpleRepoOK(v.Pattern, v.Host, v.Repository) {
+			t.Fatalf("CheckRepository(%q, %q) allowed by %q, which does not match %s/%s", host, repository, v.Pattern, v.Host, v.Repository)
+		}
+		// What was allowed is a reference docker would read the same way.
+		named, err := reference.ParseNormalizedNamed(v.Reference)
+		if err != nil || reference.Domain(named) != v.Host || reference.Path(named) != v.Repository {
+			t.Fatalf("CheckRepository(%q, %q) allowed %q, which distribution/reference reads as %v (%v)", host, repository, v.Reference, named, err)
 		}
 	})
 }

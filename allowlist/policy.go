@@ -16,7 +16,7 @@ import (
 )
 
 // Policy is a compiled allowlist. It is immutable and safe for concurrent
-// use.
+// use. A nil *Policy, like an empty one, denies everything.
 type Policy struct {
 	patterns []*pattern.Pattern
 }
@@ -84,6 +84,9 @@ func Default() *Policy { return defaultPolicy() }
 
 // Patterns returns the policy's patterns as written.
 func (p *Policy) Patterns() []string {
+	if p == nil {
+		return nil
+	}
 	out := make([]string, len(p.patterns))
 	for i, c := range p.patterns {
 		out[i] = c.String()
@@ -114,6 +117,9 @@ func (p *Policy) Check(ref string) Verdict {
 		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), err)}
 	}
 	repo := dockerHubRepo(host, reference.Path(named))
+	if len(repo) > reference.RepositoryNameTotalLengthMax {
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), reference.ErrNameTooLong)}
+	}
 	var b strings.Builder
 	b.WriteString(host.String())
 	b.WriteByte('/')
@@ -147,6 +153,9 @@ func (p *Policy) CheckRepository(host, repository string) Verdict {
 		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, err)}
 	}
 	repo := dockerHubRepo(h, repository)
+	if len(repo) > reference.RepositoryNameTotalLengthMax {
+		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, reference.ErrNameTooLong)}
+	}
 	return p.decide(h, repo, h.String()+"/"+repo)
 }
 
@@ -161,8 +170,12 @@ func dockerHubRepo(h pattern.Host, repo string) string {
 
 func (p *Policy) decide(h pattern.Host, repo, ref string) Verdict {
 	v := Verdict{Reference: ref, Host: h.String(), Repository: repo}
+	var patterns []*pattern.Pattern
+	if p != nil {
+		patterns = p.patterns
+	}
 	var hostMatches []*pattern.Pattern
-	for _, c := range p.patterns {
+	for _, c := range patterns {
 		if !c.MatchHost(h) {
 			continue
 		}
@@ -174,15 +187,15 @@ func (p *Policy) decide(h pattern.Host, repo, ref string) Verdict {
 		}
 		hostMatches = append(hostMatches, c)
 	}
-	v.Reason = p.denyReason(h, repo, hostMatches)
+	v.Reason = denyReason(patterns, h, repo, hostMatches)
 	return v
 }
 
 const fix = "to allowlist: in the tollgate config"
 
-func (p *Policy) denyReason(h pattern.Host, repo string, hostMatches []*pattern.Pattern) string {
+func denyReason(patterns []*pattern.Pattern, h pattern.Host, repo string, hostMatches []*pattern.Pattern) string {
 	host := h.String()
-	if len(p.patterns) == 0 {
+	if len(patterns) == 0 {
 		return "the allowlist is empty, so nothing may be pulled; add registry patterns " + fix
 	}
 	if len(hostMatches) > 0 {
@@ -190,10 +203,10 @@ func (p *Policy) denyReason(h pattern.Host, repo string, hostMatches []*pattern.
 		for i, c := range hostMatches {
 			allowed[i] = strconv.Quote(c.String())
 		}
-		return fmt.Sprintf("repository %s on %s is not allowed: only %s cover this host; add %q (or a prefix ending in /*) %s",
+		return fmt.Sprintf("repository %s on %s is not allowed: the allowlist names this host only as %s; add %q (or a prefix ending in /*) %s",
 			repo, host, strings.Join(allowed, ", "), host+"/"+repo, fix)
 	}
-	for _, c := range p.patterns {
+	for _, c := range patterns {
 		if c.MatchHostName(h) {
 			return fmt.Sprintf("registry host %s is not in the allowlist: pattern %q names another port (the port is part of the host; no port means 443); add %q %s",
 				host, c.String(), host, fix)

@@ -53,6 +53,10 @@ func TestEmptyPolicyDeniesWithReason(t *testing.T) {
 	if v.Allowed || !strings.Contains(v.Reason, "allowlist is empty") {
 		t.Fatalf("empty policy: %+v", v)
 	}
+	var nilPolicy *Policy
+	if v := nilPolicy.CheckRepository("docker.io", "library/alpine"); v.Allowed || !strings.Contains(v.Reason, "allowlist is empty") {
+		t.Fatalf("nil policy: %+v", v)
+	}
 }
 
 func TestReasons(t *testing.T) {
@@ -128,6 +132,7 @@ func TestCheckRepository(t *testing.T) {
 		{"ghcr.io", "myorg/x:tag", false, ""},
 		{"ghcr.io", "myorg/x@sha256:" + hex64, false, ""},
 		{"ghcr.io", "myorg/" + strings.Repeat("a", 250), false, ""},
+		{"registry-1.docker.io", strings.Repeat("a", 250), false, ""}, // 258 with library/
 		{"", "myorg/x", false, ""},
 		{"ghcr.io/evil", "myorg/x", false, ""},
 		{"user@ghcr.io", "myorg/x", false, ""},

@@ -62,6 +62,15 @@ func TestCacheDirWithoutXDG(t *testing.T) {
 	if got := Default().Proxy.Cache.Dir; got != "/home/spacelift/.cache/tollgate/proxy" {
 		t.Errorf("cache dir = %q", got)
 	}
+	t.Setenv("XDG_CACHE_HOME", "relative/cache") // ignored, as the XDG spec says
+	if got := Default().Proxy.Cache.Dir; got != "/home/spacelift/.cache/tollgate/proxy" {
+		t.Errorf("cache dir with a relative XDG_CACHE_HOME = %q", got)
+	}
+	// An explicit dir is kept.
+	c, err := Parse([]byte("proxy:\n  cache:\n    dir: /srv/cache\n"), "config.yaml")
+	if err != nil || c.Proxy.Cache.Dir != "/srv/cache" {
+		t.Errorf("explicit cache dir: %v, %v", c, err)
+	}
 }
 
 func TestParseKeepsDefaultsForMissingKeys(t *testing.T) {
@@ -307,5 +316,16 @@ func TestParseSize(t *testing.T) {
 		if got, err := ParseSize(bad); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", bad, got)
 		}
+	}
+}
+
+// docs/config.md prints the built-in default; it must be the real one.
+func TestDocsShowTheDefault(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```yaml\n"+string(DefaultYAML())+"```\n") {
+		t.Error("docs/config.md does not show config/default.yaml as it is; copy it again")
 	}
 }

@@ -131,7 +131,7 @@ func (c *Config) Normalize() {
 		c.Proxy.Cache.Dir = d.Proxy.Cache.Dir
 	}
 	if c.Proxy.Cache.Dir == "" {
-		if dir, err := os.UserCacheDir(); err == nil {
+		if dir := userCacheDir(); dir != "" {
 			c.Proxy.Cache.Dir = filepath.Join(dir, "tollgate", "proxy")
 		}
 	}
@@ -153,6 +153,19 @@ func (c *Config) Normalize() {
 	if c.Log.Format == "" {
 		c.Log.Format = d.Log.Format
 	}
+}
+
+// userCacheDir is $XDG_CACHE_HOME when it is an absolute path (the XDG
+// spec says to ignore a relative one), else ~/.cache; "" when neither is
+// known, which the consumer reports.
+func userCacheDir() string {
+	if dir := os.Getenv("XDG_CACHE_HOME"); filepath.IsAbs(dir) {
+		return dir
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".cache")
+	}
+	return ""
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)

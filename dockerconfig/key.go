@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // dockerHubKey is the key docker itself writes for Docker Hub logins.
@@ -26,6 +27,20 @@ var dockerHubHosts = map[string]bool{
 // registry-1.docker.io) becomes "docker.io". Other ports are kept: two
 // registries on one host but different ports are different registries.
 func NormalizeKey(key string) string {
+	// One pass settles every real key; junk (stray brackets, dots, spaces)
+	// can need a few more, so stored keys always re-normalise to themselves.
+	n := normalizeOnce(key)
+	for i := 0; i <= len(key); i++ {
+		next := normalizeOnce(n)
+		if next == n {
+			break
+		}
+		n = next
+	}
+	return n
+}
+
+func normalizeOnce(key string) string {
 	s := strings.TrimSpace(key)
 	if i := strings.Index(s, "://"); i >= 0 {
 		if u, err := url.Parse(s); err == nil && u.Host != "" {
@@ -40,13 +55,13 @@ func NormalizeKey(key string) string {
 	if i := strings.LastIndex(s, "@"); i >= 0 { // user info never names a registry
 		s = s[i+1:]
 	}
-	s = strings.ToLower(s)
+	s = strings.ToLower(strings.TrimSpace(s))
 	host, port := s, ""
 	if h, p, err := net.SplitHostPort(s); err == nil {
 		host, port = h, p
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimRight(strings.TrimLeft(host, "["), "]")
+	host = strings.TrimRightFunc(strings.TrimSpace(host), func(r rune) bool { return r == '.' || unicode.IsSpace(r) })
 	if port == "443" {
 		port = ""
 	}

@@ -1,0 +1,444 @@
+package cache
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/securefile"
+)
+
+// Errors returned by the cache. Match them with errors.Is.
+var (
+	// ErrNotFound: the content is not cached for this repository.
+	ErrNotFound = errors.New("not in cache")
+	// ErrInvalidName: a host, repository, tag or digest that cannot be used.
+	ErrInvalidName = errors.New("invalid name")
+	// ErrDigestMismatch: the upstream sent content that does not hash to
+	// the requested digest. Nothing was cached.
+	ErrDigestMismatch = errors.New("content does not match its digest")
+	// ErrSizeMismatch: the upstream sent more or fewer bytes than announced.
+	// Nothing was cached.
+	ErrSizeMismatch = errors.New("content size does not match")
+	// ErrFillFailed wraps the cause on every reader of a fill that did not
+	// commit (truncated, corrupt, timed out, upstream error mid-body).
+	ErrFillFailed = errors.New("cache fill failed")
+	// ErrIdleTimeout: the upstream sent nothing for Options.FillIdleTimeout.
+	ErrIdleTimeout = errors.New("upstream idle timeout")
+	// ErrTooLarge: a manifest above MaxManifestSize.
+	ErrTooLarge = errors.New("content too large")
+	// ErrClosed: the cache was closed.
+	ErrClosed = errors.New("cache closed")
+)
+
+// MaxManifestSize bounds manifests (and the tag records' manifests): the
+// same 4 MiB limit distribution and containerd apply.
+const MaxManifestSize = 4 << 20
+
+// Options configure a Cache. Only Dir is required.
+type Options struct {
+	// Dir is the cache directory, created 0700 if missing. One process at a
+	// time may use it (a lock file inside enforces this).
+	Dir string
+	// MaxSize is the disk budget in bytes: committed content plus the
+	// announced size of fills in progress. Past it the least-recently-used
+	// content that no reader holds open is evicted. 0 means no limit.
+	MaxSize int64
+	// FillIdleTimeout aborts a fill when the upstream sends no data for this
+	// long (including waiting for the response). Default 1 minute.
+	FillIdleTimeout time.Duration
+	// FillTimeout bounds a whole fill. Default 0: no limit beyond the idle one.
+	FillTimeout time.Duration
+	// Shared is an optional second tier consulted on a local miss and
+	// filled in the background after a verified local fill. See SharedTier.
+	Shared SharedTier
+	// Logger receives operational messages (evictions, cleanup, failures).
+	// Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Cache is a content-addressed, repository-scoped store of verified blobs
+// and manifests on local disk. All methods are safe for concurrent use.
+type Cache struct {
+	opts Options
+	dir  string
+	log  *slog.Logger
+	lock *securefile.Lock
+
+	ctx    context.Context // parent of every fill; cancelled by Close
+	cancel context.CancelFunc
+	fillWG sync.WaitGroup // fills and background uploads
+
+	mu      sync.Mutex
+	closed  bool
+	entries map[digest.Digest]*entry
+	lru     *list.List // of *entry, most recently used at the front
+	total   int64      // bytes of committed content
+	// reserved is the announced size of fills in progress: eviction makes
+	// room for them before they are written, so MaxSize bounds the disk.
+	reserved int64
+	fills    map[digest.Digest]*fill
+
+	stats counters
+}
+
+// entry is one committed, verified piece of content. Guarded by Cache.mu.
+type entry struct {
+	d       digest.Digest
+	size    int64
+	elem    *list.Element
+	refs    int       // open readers; an entry with readers is never evicted
+	touched time.Time // last time the file's mtime was set (persisted access time)
+	links   map[link]string
+}
+
+// link is a (repository, kind) that an entry is served for; the map value
+// is the media type for manifests.
+type link struct {
+	scope
+	kind kind
+}
+
+// touchInterval is how stale a file's persisted access time (mtime) may
+// get; it only matters for LRU order after a restart.
+const touchInterval = 10 * time.Minute
+
+// Open opens (creating if needed) the cache in opts.Dir, removes leftover
+// partial downloads and loads the index from disk. Content whose file is
+// missing or empty is dropped; only fully verified files are ever in blobs/.
+func Open(ctx context.Context, opts Options) (*Cache, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("cache: no directory configured (proxy.cache.dir)")
+	}
+	if opts.MaxSize < 0 {
+		return nil, fmt.Errorf("cache: negative max size %d", opts.MaxSize)
+	}
+	if opts.FillIdleTimeout <= 0 {
+		opts.FillIdleTimeout = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache: directory %s: %w", opts.Dir, err)
+	}
+	if err := securefile.MkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if exposed, mode, err := securefile.CheckPrivate(dir); err == nil && exposed {
+		opts.Logger.Warn("cache: directory is readable by other users; it can hold private images (chmod 700 it)",
+			"dir", dir, "mode", mode.String())
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	lock, err := securefile.LockFile(lctx, filepath.Join(dir, "lock"))
+	lcancel()
+	if err != nil {
+		return nil, fmt.Errorf("cache: directory %s is in use by another process (one tollgate proxy per cache directory): %w", dir, err)
+	}
+	c := &Cache{
+		opts:    opts,
+		dir:     dir,
+		log:     opts.Logger.With("component", "cache"),
+		lock:    lock,
+		entries: make(map[digest.Digest]*entry),
+		lru:     list.New(),
+		fills:   make(map[digest.Digest]*fill),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := c.load(); err != nil {
+		c.cancel()
+		_ = lock.Unlock()
+		return nil, err
+	}
+	c.evict()
+	return c, nil
+}
+
+// load empties tmp/ and rebuilds the in-memory index from blobs/ and repos/.
+func (c *Cache) load() error {
+	tmp := filepath.Join(c.dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("cache: remove partial downloads in %s: %w", tmp, err)
+	}
+	for _, d := range []string{tmp, filepath.Join(c.dir, "blobs"), filepath.Join(c.dir, "repos")} {
+		if err := securefile.MkdirPrivate(d); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+	}
+
+	type loaded struct {
+		e     *entry
+		atime time.Time
+	}
+	var all []loaded
+	blobs := filepath.Join(c.dir, "blobs")
+	err := filepath.WalkDir(blobs, func(path string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(blobs, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if len(parts) != 3 {
+			c.log.Warn("cache: ignoring unexpected file", "path", path)
+			return nil
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
+		if d.Validate() != nil || parts[1] != parts[2][:2] {
+			c.log.Warn("cache: ignoring unexpected file", "path", path)
+			return nil
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return nil // removed under us
+		}
+		// Cheap sanity check: a committed file was fsynced before its rename,
+		// so an empty file is only valid for the digest of empty content.
+		if fi.Size() == 0 && d != d.Algorithm().FromBytes(nil) {
+			c.log.Warn("cache: removing empty content file", "digest", d)
+			_ = os.Remove(path)
+			return nil
+		}
+		e := &entry{d: d, size: fi.Size(), touched: fi.ModTime(), links: map[link]string{}}
+		all = append(all, loaded{e, fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cache: read index %s: %w", blobs, err)
+	}
+	// Oldest first, so pushing to the front leaves the newest at the front.
+	sort.Slice(all, func(i, j int) bool { return all[i].atime.Before(all[j].atime) })
+	for _, l := range all {
+		l.e.elem = c.lru.PushFront(l.e)
+		c.entries[l.e.d] = l.e
+		c.total += l.e.size
+	}
+
+	repos := filepath.Join(c.dir, "repos")
+	err = filepath.WalkDir(repos, func(path string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(repos, path)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		// host, repo..., _blobs|_manifests, alg, hex   or   host, repo..., _tags, tag
+		n := len(parts)
+		if n >= 4 && parts[n-2] == "_tags" {
+			if strings.Contains(de.Name(), ".tmp-") {
+				_ = os.Remove(path) // an interrupted atomic write
+			}
+			return nil
+		}
+		if n < 5 || (parts[n-3] != "_blobs" && parts[n-3] != "_manifests") {
+			if !strings.Contains(de.Name(), ".tmp-") {
+				c.log.Warn("cache: ignoring unexpected file", "path", path)
+			} else {
+				_ = os.Remove(path) // an interrupted atomic write
+			}
+			return nil
+		}
+		s, err := newScope(parts[0], strings.Join(parts[1:n-3], "/"))
+		if err != nil {
+			c.log.Warn("cache: ignoring unexpected file", "path", path)
+			return nil
+		}
+		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[n-2]), parts[n-1])
+		e := c.entries[d]
+		if e == nil {
+			_ = os.Remove(path) // content was evicted or never committed
+			return nil
+		}
+		l := link{scope: s, kind: kindBlob}
+		if parts[n-3] == "_manifests" {
+			l.kind = kindManifest
+			mt, err := os.ReadFile(path)
+			if err != nil {
+				return nil
+			}
+			e.links[l] = string(mt)
+			return nil
+		}
+		e.links[l] = ""
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cache: read index %s: %w", repos, err)
+	}
+	c.log.Debug("cache: loaded", "dir", c.dir, "entries", len(c.entries), "bytes", c.total)
+	return nil
+}
+
+// Close stops the cache. It waits for fills in progress (and background
+// uploads to the shared tier) until ctx is done, then cancels them. Readers
+// already open keep working; new calls fail with ErrClosed.
+func (c *Cache) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { c.fillWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.cancel()
+		<-done
+	}
+	c.cancel()
+	return c.lock.Unlock()
+}
+
+// Has reports whether d is cached and linked as a blob to (host, repo).
+func (c *Cache) Has(host, repo string, d digest.Digest) bool {
+	_, ok := c.Stat(host, repo, d)
+	return ok
+}
+
+// Stat returns the size of blob d if it is cached for (host, repo).
+func (c *Cache) Stat(host, repo string, d digest.Digest) (size int64, ok bool) {
+	s, err := newScope(host, repo)
+	if err != nil || checkDigest(d) != nil {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[d]
+	if e == nil {
+		return 0, false
+	}
+	if _, ok := e.links[link{s, kindBlob}]; !ok {
+		return 0, false
+	}
+	return e.size, true
+}
+
+// Exists reports whether d is cached for any repository, or is being
+// filled. The proxy uses it to decide whether asking the upstream (HEAD,
+// with the repository's credentials) and then Link is worth it.
+func (c *Cache) Exists(d digest.Digest) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[d] != nil || c.fills[d] != nil
+}
+
+// Link records that (host, repo) may read blob d. Call it only after the
+// upstream confirmed, with that repository's credentials, that the
+// repository has the blob (a HEAD answered 200). It fails with ErrNotFound
+// when d is not committed (it may be being filled: use Fetch with a Check).
+func (c *Cache) Link(host, repo string, d digest.Digest) error {
+	return c.link(host, repo, d, kindBlob, "")
+}
+
+// LinkManifest is Link for a manifest, with the media type the upstream
+// gave for it in this repository.
+func (c *Cache) LinkManifest(host, repo string, d digest.Digest, mediaType string) error {
+	return c.link(host, repo, d, kindManifest, mediaType)
+}
+
+func (c *Cache) link(host, repo string, d digest.Digest, k kind, mediaType string) error {
+	s, err := newScope(host, repo)
+	if err != nil {
+		return err
+	}
+	if err := checkDigest(d); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	e := c.entries[d]
+	if e == nil {
+		c.mu.Unlock()
+		return fmt.Errorf("link %s to %s: %w", d, s, ErrNotFound)
+	}
+	l := link{s, k}
+	old, had := e.links[l]
+	e.links[l] = mediaType
+	c.mu.Unlock()
+	if had && old == mediaType {
+		return nil
+	}
+	return c.writeLink(l, d, mediaType)
+}
+
+// writeLink persists a link so it survives a restart. Blob links are empty
+// files (creation is atomic); manifest links hold the media type and are
+// written with rename.
+func (c *Cache) writeLink(l link, d digest.Digest, mediaType string) error {
+	p := c.linkPath(l.scope, l.kind, d)
+	if l.kind == kindManifest {
+		if err := writeFileAtomic(p, []byte(mediaType), false); err != nil {
+			return fmt.Errorf("cache: record manifest link: %w", err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("cache: record blob link: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("cache: record blob link: %w", err)
+	}
+	return f.Close()
+}
+
+// writeFileAtomic writes data to path via a temp file and rename. With sync
+// the data is fsynced before the rename.
+func writeFileAtomic(path string, data []byte, sync bool) error {
+	if sync {
+		return securefile.WriteFile(path, data)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(f.Name())
+	}
+	return werr
+}
+
+// touch marks e used now: front of the LRU list, and (rarely) the file's
+// mtime so the order survives a restart. Called with c.mu held; returns a
+// function to run after unlocking (nil if nothing to persist).
+func (c *Cache) touch(e *entry) func() {
+	c.lru.MoveToFront(e.elem)
+	now := time.Now()
+	if now.Sub(e.touched) < touchInterval {
+		return nil
+	}
+	e.touched = now
+	p := c.blobPath(e.d)
+	return func() { _ = os.Chtimes(p, now, now) }
+}
