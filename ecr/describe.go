@@ -19,6 +19,9 @@ type sourceInfo struct {
 	label        string
 	fix          string
 	imdsDisabled bool
+	// instanceRole: the chain ends at the EC2 instance role (no profile
+	// credentials, no container credentials, IMDS enabled).
+	instanceRole bool
 }
 
 // describe follows the same chain as tokencache.ResolveSource, reading the
@@ -52,6 +55,7 @@ func describe(ctx context.Context, src tokencache.Source) (sourceInfo, error) {
 	}
 	if src.RoleARN != "" {
 		info.label = "role " + src.RoleARN + " assumed with " + info.label
+		info.instanceRole = false
 	}
 	return info, nil
 }
@@ -110,5 +114,5 @@ func fallbackInfo() sourceInfo {
 	case strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true"):
 		return sourceInfo{label: "none (AWS_EC2_METADATA_DISABLED=true)", imdsDisabled: true}
 	}
-	return sourceInfo{label: "EC2 instance role"}
+	return sourceInfo{label: "EC2 instance role", instanceRole: true}
 }

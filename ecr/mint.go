@@ -10,13 +10,23 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecrpublic"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
+)
+
+// imdsAttempts is how many times a request to the instance metadata service
+// is tried.
+const (
+	imdsAttempts   = 2
+	imdsMaxBackoff = 200 * time.Millisecond
 )
 
 // awsClients are the SDK clients for one credential source and endpoint
@@ -30,7 +40,8 @@ type awsClients struct {
 
 // clientsFor loads the AWS configuration for src in the registry's region
 // (the default chain, or the registry's profile) and builds the clients.
-func (e *Engine) clientsFor(ctx context.Context, reg Registry, src tokencache.Source, label string) (*awsClients, error) {
+func (e *Engine) clientsFor(ctx context.Context, reg Registry, src tokencache.Source, info sourceInfo) (*awsClients, error) {
+	label := info.label
 	key := fmt.Sprintf("%s|%s|%t|%t|%t", src.Key, reg.Region, reg.FIPS, reg.DualStack, reg.Public)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -45,6 +56,17 @@ func (e *Engine) clientsFor(ctx context.Context, reg Registry, src tokencache.So
 	if err != nil {
 		return nil, &Error{Kind: ErrNoCredentials, Host: reg.Host, Source: label,
 			Reason: "cannot load the AWS configuration: " + innermost(err), Fix: fixes[ErrNoCredentials], Err: err}
+	}
+	if info.instanceRole {
+		// The SDK's IMDS client retries a refused or silent IMDS for ~4s
+		// (three attempts with up to 1s between them, then again without a
+		// session token); one quick retry rides out a blip, and a host
+		// without IMDS fails fast.
+		imdsClient := imds.NewFromConfig(cfg, func(o *imds.Options) {
+			o.Retryer = retry.AddWithMaxBackoffDelay(retry.AddWithMaxAttempts(retry.NewStandard(), imdsAttempts), imdsMaxBackoff)
+			o.DisableDefaultMaxBackoff = true
+		})
+		cfg.Credentials = aws.NewCredentialsCache(ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = imdsClient }))
 	}
 	c := &awsClients{sts: sts.NewFromConfig(cfg)}
 	if src.RoleARN != "" {
@@ -136,7 +158,7 @@ func backoff(n int) time.Duration {
 
 func (e *Engine) mintOnce(ctx context.Context, req tokencache.Request, info sourceInfo, deadline time.Time) (*tokencache.Entry, error) {
 	reg, src := req.Registry, req.Source
-	c, err := e.clientsFor(ctx, reg, src, info.label)
+	c, err := e.clientsFor(ctx, reg, src, info)
 	if err != nil {
 		return nil, err
 	}
