@@ -9,7 +9,8 @@ import (
 
 	"github.com/docker/docker-credential-helpers/credentials"
 
-	"github.com/spacelift-io/tollgate/ecr"
+	"github.com/spacelift-io/tollgate/ecr/ecrhost"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
 
 // ErrNotFound means no source has credentials for the server: not an ECR
@@ -28,9 +29,10 @@ type LoginStore interface {
 }
 
 // TokenSource is what the resolver needs from the ECR token engine;
-// *ecr.Engine provides it.
+// *ecr.Engine provides it, and so does the helper binary's warm cache
+// reader, which leaves minting to another process.
 type TokenSource interface {
-	Token(ctx context.Context, host string) (ecr.Token, error)
+	Token(ctx context.Context, host string) (tokencache.Token, error)
 }
 
 // Resolver finds credentials for a registry: ECR hosts are minted by the
@@ -49,7 +51,7 @@ type Resolver struct {
 // error is a real failure (no AWS credentials, access denied, ...) whose
 // message says what to do.
 func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username, secret string, err error) {
-	if reg, perr := ecr.ParseHost(serverURL); perr == nil && !isNil(r.ECR) {
+	if reg, perr := ecrhost.Parse(serverURL); perr == nil && !isNil(r.ECR) {
 		tok, err := r.ECR.Token(ctx, serverURL)
 		if err != nil && reg.Public && ctx.Err() == nil {
 			// ECR Public serves every image anonymously too, with lower
@@ -75,7 +77,7 @@ func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username,
 // IsECR reports whether serverURL names an ECR registry, whose credentials
 // are minted rather than stored.
 func IsECR(serverURL string) bool {
-	_, err := ecr.ParseHost(serverURL)
+	_, err := ecrhost.Parse(serverURL)
 	return err == nil
 }
 

@@ -7,19 +7,19 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	gocache "github.com/patrickmn/go-cache"
 
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
 // Defaults for Options.
 const (
-	DefaultRefreshMargin = time.Hour
+	DefaultRefreshMargin = tokencache.DefaultRefreshMargin
 	DefaultRetryBudget   = 20 * time.Second
 	// attemptTimeout bounds one API attempt, so a hung endpoint costs a retry
 	// rather than the whole budget.
@@ -27,6 +27,11 @@ const (
 	// lockSlack is how much longer than its own retry budget a process waits
 	// for another one that holds the lock and is minting.
 	lockSlack = 15 * time.Second
+	// staleRetryInterval is how long, after a failed refresh, refreshes make
+	// one quick attempt before serving the still valid cached token.
+	staleRetryInterval = time.Minute
+	// quickAttemptTimeout bounds that one attempt.
+	quickAttemptTimeout = 2 * time.Second
 )
 
 // Options configure an Engine. The zero value is usable.
@@ -49,30 +54,16 @@ type Options struct {
 	RetryBudget time.Duration
 }
 
-// Token is a registry login minted by ECR.
-type Token struct {
-	Username  string
-	Password  string
-	ExpiresAt time.Time
-	Registry  Registry
-	// Identity is the ARN the credentials resolved to when the token was
-	// minted; empty if STS could not say.
-	Identity string
-	// Stale is set when the token is inside the refresh margin and was
-	// served only because minting a new one failed (throttling, outage).
-	Stale bool
-}
-
 // Engine mints and caches ECR tokens. It is safe for concurrent use, and
 // several processes sharing one cache directory cooperate through it.
 type Engine struct {
-	margin     time.Duration
-	budget     time.Duration
-	disk       diskCache
-	mem        *gocache.Cache
-	log        *slog.Logger
-	registries map[string]config.ECRRegistry // by canonical host
-	now        func() time.Time
+	margin time.Duration
+	budget time.Duration
+	lookup tokencache.Lookup
+	disk   *tokencache.Disk // &lookup.Disk
+	mem    *gocache.Cache
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu      sync.Mutex
 	clients map[string]*awsClients
@@ -87,18 +78,31 @@ func NewEngine(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		margin:     opts.RefreshMargin,
-		budget:     opts.RetryBudget,
-		disk:       diskCache{dir: filepath.Join(dir, "ecr")},
-		mem:        gocache.New(gocache.NoExpiration, 0),
-		log:        opts.Logger,
-		registries: map[string]config.ECRRegistry{},
-		now:        time.Now,
-		clients:    map[string]*awsClients{},
+		margin:  opts.RefreshMargin,
+		budget:  opts.RetryBudget,
+		mem:     gocache.New(gocache.NoExpiration, 0),
+		log:     opts.Logger,
+		now:     time.Now,
+		clients: map[string]*awsClients{},
 	}
 	if e.margin <= 0 {
 		e.margin = DefaultRefreshMargin
 	}
+	registries, err := tokencache.NormalizeRegistries(opts.Registries)
+	if err != nil {
+		var se *tokencache.SettingsError
+		if errors.As(err, &se) {
+			return nil, &Error{Kind: ErrConfig, Host: se.Host, Reason: se.Reason, Fix: fixes[ErrConfig], Err: err}
+		}
+		return nil, err
+	}
+	e.lookup = tokencache.Lookup{
+		Disk:       tokencache.Disk{Dir: filepath.Join(dir, "ecr")},
+		Margin:     e.margin,
+		Registries: registries,
+		Now:        func() time.Time { return e.now() },
+	}
+	e.disk = &e.lookup.Disk
 	if e.budget <= 0 {
 		e.budget = DefaultRetryBudget
 		if v := os.Getenv("TOLLGATE_ECR_RETRY_BUDGET"); v != "" {
@@ -112,39 +116,7 @@ func NewEngine(opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	for host, s := range opts.Registries {
-		r, err := ParseHost(host)
-		if err != nil {
-			return nil, &Error{Kind: ErrConfig, Host: host, Reason: "not an ECR registry host", Fix: fixes[ErrConfig]}
-		}
-		if s.RoleARN != "" && !looksLikeRoleARN(s.RoleARN) {
-			return nil, &Error{Kind: ErrConfig, Host: host, Reason: fmt.Sprintf("role_arn %q is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)", s.RoleARN), Fix: fixes[ErrConfig]}
-		}
-		e.registries[r.Host] = s
-	}
 	return e, nil
-}
-
-// CacheDir returns the tollgate cache directory: dir if set, else
-// $TOLLGATE_CACHE_DIR, else $XDG_CACHE_HOME/tollgate, else ~/.cache/tollgate.
-func CacheDir(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	if d := os.Getenv("TOLLGATE_CACHE_DIR"); d != "" {
-		return d, nil
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: set TOLLGATE_CACHE_DIR or HOME: %w", err)
-	}
-	return filepath.Join(base, "tollgate"), nil
-}
-
-func looksLikeRoleARN(s string) bool {
-	parts := strings.SplitN(s, ":", 6)
-	return len(parts) == 6 && parts[0] == "arn" && strings.HasPrefix(parts[1], "aws") &&
-		parts[2] == "iam" && isAccountID(parts[4]) && strings.HasPrefix(parts[5], "role/") && len(parts[5]) > 5
 }
 
 // Token returns a token for the registry host, from the in-process cache,
@@ -165,120 +137,123 @@ func (e *Engine) Refresh(ctx context.Context, host string) (Token, error) {
 }
 
 func (e *Engine) token(ctx context.Context, host string, refresh bool) (Token, error) {
-	reg, err := ParseHost(host)
+	req, err := e.lookup.Resolve(host)
 	if err != nil {
 		return Token{}, err
 	}
-	settings := e.registries[reg.Host]
-	src, err := resolveSource(ctx, settings.Profile, settings.RoleARN)
-	if err != nil {
-		var te *Error
-		if errors.As(err, &te) {
-			te.Host = reg.Host
-		}
-		return Token{}, err
-	}
-	sc := scopeOf(reg, src)
-	id := sc.id()
 	if !refresh {
-		if v, ok := e.mem.Get(id); ok {
-			if ent := v.(*entry); ent.freshAt(e.now(), e.margin) {
-				return ent.token(reg, false), nil
+		if v, ok := e.mem.Get(req.Scope.ID()); ok {
+			if ent := v.(*tokencache.Entry); ent.FreshAt(e.now(), e.margin) {
+				return ent.Token(req.Registry, false), nil
 			}
 		}
-		ent, err := e.disk.read(sc)
+		ent, err := e.lookup.Fresh(req)
 		if err != nil {
-			e.log.Debug("ignoring token cache file", "file", e.disk.path(sc), "err", err)
+			e.log.Debug("ignoring token cache file", "file", e.disk.Path(req.Scope), "err", err)
 		}
-		if ent != nil && ent.freshAt(e.now(), e.margin) {
-			e.mem.Set(id, ent, gocache.NoExpiration)
-			return ent.token(reg, false), nil
+		if ent != nil {
+			e.mem.Set(req.Scope.ID(), ent, gocache.NoExpiration)
+			return ent.Token(req.Registry, false), nil
+		}
+		if req.Registry.Public {
+			if te := readNegative(e.disk, req.Scope, e.now()); te != nil {
+				te.Host, te.Source = req.Registry.Host, req.Source.Label
+				return Token{}, te
+			}
 		}
 	}
-	return e.obtain(ctx, reg, src, sc)
+	return e.obtain(ctx, req)
 }
 
 // obtain is the slow path: under the scope's lock file, re-read the cache
 // (another process may have just minted) and mint only if still needed.
-func (e *Engine) obtain(ctx context.Context, reg Registry, src source, sc scope) (Token, error) {
-	tightened, err := e.disk.ensureDir()
+func (e *Engine) obtain(ctx context.Context, req tokencache.Request) (Token, error) {
+	reg, sc := req.Registry, req.Scope
+	tightened, err := e.disk.EnsureDir()
 	if err != nil {
 		// An unwritable cache (read-only home, no HOME) costs sharing, not
 		// the pull: mint for this process alone.
 		e.log.Warn("token cache unusable; minting without it (set TOLLGATE_CACHE_DIR to a writable directory)",
-			"dir", e.disk.dir, "err", err)
-		return e.mintUncached(ctx, reg, src, sc)
+			"dir", e.disk.Dir, "err", err)
+		return e.mintUncached(ctx, req)
 	}
 	if tightened {
-		e.log.Warn("token cache directory was readable by other users; set it to 0700", "dir", e.disk.dir)
+		e.log.Warn("token cache directory was readable by other users; set it to 0700", "dir", e.disk.Dir)
 	}
 	lockCtx, cancel := context.WithTimeout(ctx, e.budget+attemptTimeout+lockSlack)
 	defer cancel()
-	lock, err := securefile.LockFile(lockCtx, e.disk.lockPath(sc))
+	lock, err := securefile.LockFile(lockCtx, e.disk.LockPath(sc))
 	switch {
 	case errors.Is(err, securefile.ErrLockTimeout):
-		return Token{}, &Error{Kind: ErrUnavailable, Host: reg.Host, Source: src.label,
+		return Token{}, &Error{Kind: ErrUnavailable, Host: reg.Host, Source: req.Source.Label,
 			Reason: "timed out waiting for another tollgate process to mint the token",
 			Fix:    "check for a hung docker-credential-tollgate process, then retry", Err: err}
 	case err != nil:
-		e.log.Warn("cannot lock the token cache; minting without it", "dir", e.disk.dir, "err", err)
-		return e.mintUncached(ctx, reg, src, sc)
+		e.log.Warn("cannot lock the token cache; minting without it", "dir", e.disk.Dir, "err", err)
+		return e.mintUncached(ctx, req)
 	}
 	defer lock.Unlock()
 
-	cached, err := e.disk.read(sc)
+	cached, err := e.disk.Read(sc)
 	if err != nil {
-		e.log.Warn("replacing unusable token cache file", "file", e.disk.path(sc), "err", err)
+		e.log.Warn("replacing unusable token cache file", "file", e.disk.Path(sc), "err", err)
 	}
-	if cached != nil && cached.freshAt(e.now(), e.margin) {
-		e.mem.Set(sc.id(), cached, gocache.NoExpiration)
-		return cached.token(reg, false), nil
+	if cached != nil && cached.FreshAt(e.now(), e.margin) {
+		e.mem.Set(sc.ID(), cached, gocache.NoExpiration)
+		return cached.Token(reg, false), nil
 	}
 
-	ent, err := e.mint(ctx, reg, src)
+	// Right after a failed refresh one quick attempt will do: if AWS is
+	// still failing the cached token is served at once.
+	quick := cached != nil && e.now().Before(cached.RetryAfter) && cached.ValidAt(e.now())
+	ent, err := e.mint(ctx, req, quick)
 	if err != nil {
 		var te *Error
-		if cached != nil && cached.validAt(e.now()) && errors.As(err, &te) && servesStale(te.Kind) {
+		if cached != nil && cached.ValidAt(e.now()) && errors.As(err, &te) && servesStale(te.Kind) {
 			e.log.Warn("serving cached ECR token inside its refresh margin because minting failed",
 				"registry", reg.Host, "expires_at", cached.ExpiresAt, "err", err.Error())
-			return cached.token(reg, true), nil
+			// Let the next lookups serve it straight away for a while.
+			cached.RetryAfter = e.now().Add(staleRetryInterval)
+			if err := e.disk.Write(cached); err != nil {
+				e.log.Warn("cannot write the token cache", "err", err)
+			}
+			return cached.Token(reg, true), nil
+		}
+		if reg.Public {
+			rememberNegative(e.disk, sc, err, e.now())
 		}
 		return Token{}, err
 	}
-	ent.Source = src.key
-	if err := e.disk.write(ent); err != nil {
+	if reg.Public {
+		forgetNegative(e.disk, sc)
+	}
+	if err := e.disk.Write(ent); err != nil {
 		// The token is good; only sharing it failed. Say so and go on.
 		e.log.Warn("cannot write the token cache; other processes will mint their own", "err", err)
-	} else if n := e.disk.sweep(e.now()); n > 0 {
+	} else if n := e.disk.Sweep(e.now()); n > 0 {
 		e.log.Debug("removed old token cache files", "count", n)
 	}
-	e.mem.Set(sc.id(), ent, gocache.NoExpiration)
+	e.mem.Set(sc.ID(), ent, gocache.NoExpiration)
 	if ent.ExpiresAt.Sub(e.now()) < e.margin {
 		e.log.Warn("ECR issued a token that lives less than the refresh margin; every lookup will mint",
 			"registry", reg.Host, "expires_at", ent.ExpiresAt, "refresh_margin", e.margin)
 	}
-	return ent.token(reg, false), nil
+	return ent.Token(reg, false), nil
 }
 
 // mintUncached mints without the disk cache, keeping the token in process.
-func (e *Engine) mintUncached(ctx context.Context, reg Registry, src source, sc scope) (Token, error) {
-	ent, err := e.mint(ctx, reg, src)
+func (e *Engine) mintUncached(ctx context.Context, req tokencache.Request) (Token, error) {
+	ent, err := e.mint(ctx, req, false)
 	if err != nil {
 		return Token{}, err
 	}
-	ent.Source = src.key
-	e.mem.Set(sc.id(), ent, gocache.NoExpiration)
-	return ent.token(reg, false), nil
+	e.mem.Set(req.Scope.ID(), ent, gocache.NoExpiration)
+	return ent.Token(req.Registry, false), nil
 }
 
 // servesStale says which failures let a still-valid cached token be served.
 func servesStale(kind error) bool {
 	return kind == ErrThrottled || kind == ErrUnavailable || kind == ErrIMDSUnreachable
-}
-
-func (ent *entry) token(reg Registry, stale bool) Token {
-	return Token{Username: ent.Username, Password: ent.Password, ExpiresAt: ent.ExpiresAt,
-		Registry: reg, Identity: ent.Identity, Stale: stale}
 }
 
 // CacheStatus describes, without any network call, what the engine would use
@@ -294,19 +269,13 @@ type CacheStatus struct {
 }
 
 // Status reports the cache state for host without minting or calling AWS.
-func (e *Engine) Status(ctx context.Context, host string) (CacheStatus, error) {
-	reg, err := ParseHost(host)
+func (e *Engine) Status(_ context.Context, host string) (CacheStatus, error) {
+	req, err := e.lookup.Resolve(host)
 	if err != nil {
 		return CacheStatus{}, err
 	}
-	settings := e.registries[reg.Host]
-	src, err := resolveSource(ctx, settings.Profile, settings.RoleARN)
-	if err != nil {
-		return CacheStatus{}, err
-	}
-	sc := scopeOf(reg, src)
-	st := CacheStatus{Registry: reg, Source: src.label, File: e.disk.path(sc)}
-	ent, err := e.disk.read(sc)
+	st := CacheStatus{Registry: req.Registry, Source: req.Source.Label, File: e.disk.Path(req.Scope)}
+	ent, err := e.disk.Read(req.Scope)
 	if err != nil {
 		st.Problem = err.Error()
 	}

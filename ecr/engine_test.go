@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
@@ -42,6 +43,15 @@ func awsEnv(t *testing.T, opts fakeaws.Options) *fakeaws.Server {
 	for _, kv := range s.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
+	}
+	// Shared config files of the test's own, which outlive the fake.
+	dir := t.TempDir()
+	for _, name := range []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(name, p)
 	}
 	return s
 }
@@ -204,7 +214,7 @@ func TestWarmGetNeedsNoNetwork(t *testing.T) {
 }
 
 // rewriteEntry edits the cached entry for host on disk.
-func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*entry)) string {
+func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*tokencache.Entry)) string {
 	t.Helper()
 	st, err := e.Status(context.Background(), host)
 	if err != nil || !st.Cached {
@@ -214,7 +224,7 @@ func rewriteEntry(t *testing.T, e *Engine, host string, fn func(*entry)) string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ent entry
+	var ent tokencache.Entry
 	if err := json.Unmarshal(data, &ent); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +244,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	first := mustToken(t, e, host1)
 
 	// 2h left: outside the 1h margin, served from disk by a new process.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(2 * time.Hour) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(2 * time.Hour) })
 	s.ResetCalls()
 	e2, _ := newTestEngine(t, dir, nil)
 	if got := mustToken(t, e2, host1); got.Password != first.Password {
@@ -245,7 +255,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	}
 
 	// 30m left: inside the margin, so a new one is minted.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(30 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(30 * time.Minute) })
 	e3, _ := newTestEngine(t, dir, nil)
 	second := mustToken(t, e3, host1)
 	if second.Password == first.Password || s.Calls(fakeaws.APIECRGetAuthorizationToken) != 1 {
@@ -253,7 +263,7 @@ func TestMarginAndExpiry(t *testing.T) {
 	}
 
 	// Expired: minted again, and a larger margin makes a fresh one stale.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(-time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(-time.Minute) })
 	e4, _ := newTestEngine(t, dir, nil)
 	if third := mustToken(t, e4, host1); third.Password == second.Password {
 		t.Fatal("expired token served")
@@ -282,7 +292,7 @@ func TestRefreshMintsOnlyInsideMargin(t *testing.T) {
 		t.Fatalf("%d mints, want 1", n)
 	}
 	// Refresh reads the disk under the lock, not the in-process cache.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(10 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(10 * time.Minute) })
 	if _, err := e.Token(ctx, host1); err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +320,11 @@ func TestCorruptAndForeignFilesAreReplaced(t *testing.T) {
 		{"garbage", func(p string) { os.WriteFile(p, []byte("{not json"), 0o600) }},
 		{"empty", func(p string) { os.WriteFile(p, nil, 0o600) }},
 		{"wrong version", func(p string) {
-			rewriteEntry(t, e, host1, func(x *entry) { x.Version = 99 })
+			rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Version = 99 })
 		}},
-		{"no password", func(p string) { rewriteEntry(t, e, host1, func(x *entry) { x.Password = "" }) }},
+		{"no password", func(p string) { rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Password = "" }) }},
 		{"other source", func(p string) {
-			rewriteEntry(t, e, host1, func(x *entry) { x.Source = "env-keys:AKIAOTHER" })
+			rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.Source = "env-keys:AKIAOTHER" })
 		}},
 		{"world readable", func(p string) {
 			os.Chmod(p, 0o644)
@@ -500,7 +510,7 @@ func TestOutageServesValidCachedToken(t *testing.T) {
 	dir := t.TempDir()
 	e, _ := newTestEngine(t, dir, nil)
 	tok := mustToken(t, e, host1)
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(20 * time.Minute) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(20 * time.Minute) })
 	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000, Status: 503, Code: "ServiceUnavailableException"})
 
 	e2, logs := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = time.Second })
@@ -514,12 +524,41 @@ func TestOutageServesValidCachedToken(t *testing.T) {
 	if !strings.Contains(logs.String(), "serving cached ECR token inside its refresh margin") {
 		t.Error("no warning logged")
 	}
-	if n := s.Calls(fakeaws.APIECRGetAuthorizationToken); n < 2 {
+	n := s.Calls(fakeaws.APIECRGetAuthorizationToken)
+	if n < 2 {
 		t.Errorf("%d attempts, want retries", n)
 	}
+	// For a while after the failed refresh, other processes make a single
+	// attempt, then serve the stale token at once...
+	start := time.Now()
+	again, err := newEngineNoLog(t, dir).Token(context.Background(), host1)
+	if err != nil || !again.Stale || again.Password != tok.Password {
+		t.Fatalf("right after a failed refresh: stale=%v err=%v", again.Stale, err)
+	}
+	if got := s.Calls(fakeaws.APIECRGetAuthorizationToken); got != n+1 {
+		t.Fatalf("right after a failed refresh: %d more attempts, want 1", got-n)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("stale token took %v", d)
+	}
+	// ...and once the retry interval has passed, the whole retry budget again.
+	later, _ := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = time.Second })
+	later.now = func() time.Time { return time.Now().Add(2 * staleRetryInterval) }
+	if tok, err := later.Token(context.Background(), host1); err != nil || !tok.Stale {
+		t.Fatal(err)
+	}
+	if got := s.Calls(fakeaws.APIECRGetAuthorizationToken); got < n+3 {
+		t.Fatalf("after the retry interval: %d attempts, want retries", got-n-1)
+	}
+	// When ECR is back, the next lookup mints at once.
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	if fresh := mustToken(t, newEngineNoLog(t, dir), host1); fresh.Stale || fresh.Password == tok.Password {
+		t.Fatal("after the outage the stale token was served")
+	}
+	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000, Status: 503, Code: "ServiceUnavailableException"})
 
 	// Once the cached token has expired, the outage is an error.
-	rewriteEntry(t, e, host1, func(x *entry) { x.ExpiresAt = time.Now().Add(-time.Second) })
+	rewriteEntry(t, e, host1, func(x *tokencache.Entry) { x.ExpiresAt = time.Now().Add(-time.Second) })
 	e3, _ := newTestEngine(t, dir, func(o *Options) { o.RetryBudget = 500 * time.Millisecond })
 	_, err = e3.Token(context.Background(), host1)
 	if !errors.Is(err, ErrUnavailable) {
@@ -733,5 +772,46 @@ func TestUnwritableCacheStillMints(t *testing.T) {
 	mustToken(t, e, host1)
 	if n := s.Calls(fakeaws.APIECRGetAuthorizationToken); n != 1 {
 		t.Fatalf("%d mints", n)
+	}
+}
+
+func TestPublicFailureIsRememberedBriefly(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{}) // IMDS up, no role: no credentials
+	dir := t.TempDir()
+	_, err := newEngineNoLog(t, dir).Token(context.Background(), "public.ecr.aws")
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v", err)
+	}
+	calls := s.Calls("imds")
+	// A second process answers from the remembered failure, without IMDS.
+	_, err = newEngineNoLog(t, dir).Token(context.Background(), "ecr-public.aws.com")
+	if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "remembered until") {
+		t.Fatalf("err %v", err)
+	}
+	if s.Calls("imds") != calls {
+		t.Fatal("remembered failure still asked IMDS")
+	}
+	// Private registries are not remembered as failing.
+	s.SetInstanceRole("ci-worker", roleARN)
+	mustToken(t, newEngineNoLog(t, dir), host1)
+	// Public stays remembered until the memory lapses...
+	if _, err := newEngineNoLog(t, dir).Token(context.Background(), "public.ecr.aws"); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("within the memory: %v", err)
+	}
+	later := newEngineNoLog(t, dir)
+	later.now = func() time.Time { return time.Now().Add(negativeTTL + time.Minute) }
+	if _, err := later.Token(context.Background(), "public.ecr.aws"); err != nil {
+		t.Fatalf("after the memory lapsed: %v", err)
+	}
+	// ...and a successful mint clears it.
+	if _, err := os.Stat(filepath.Join(dir, "ecr")); err != nil {
+		t.Fatal(err)
+	}
+	mustToken(t, newEngineNoLog(t, dir), "public.ecr.aws")
+	ents, _ := os.ReadDir(filepath.Join(dir, "ecr"))
+	for _, de := range ents {
+		if strings.HasSuffix(de.Name(), ".none") {
+			t.Errorf("remembered failure %s kept after a successful mint", de.Name())
+		}
 	}
 }

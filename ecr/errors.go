@@ -169,8 +169,7 @@ func classifyAPI(err error) verdict {
 	if errors.Is(err, context.Canceled) {
 		return verdict{ErrUnavailable, "canceled", true}
 	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || isTransport(err) {
+	if isTransport(err) {
 		return verdict{ErrUnavailable, "cannot reach the endpoint: " + innermost(err), true}
 	}
 	if reason != "" { // an API error with a code we do not know
@@ -180,8 +179,8 @@ func classifyAPI(err error) verdict {
 }
 
 // classifyCredentials sorts a failure to obtain credentials from src.
-func classifyCredentials(err error, src source) verdict {
-	if src.imdsDisabled {
+func classifyCredentials(err error, info sourceInfo) verdict {
+	if info.imdsDisabled {
 		return verdict{ErrNoCredentials, "the chain ends at the instance role and AWS_EC2_METADATA_DISABLED=true", true}
 	}
 	var oe *smithy.OperationError
@@ -209,9 +208,17 @@ type httpStatusError interface {
 // retryable reports whether an error kind is worth another attempt.
 func retryable(kind error) bool { return kind == ErrThrottled || kind == ErrUnavailable }
 
+// isTransport reports a failure to reach an endpoint: the SDK's
+// RequestSendError, or a socket or DNS error. (net.Error alone is too broad:
+// syscall.Errno has its methods, so a missing file would look like one.)
 func isTransport(err error) bool {
 	var se interface{ ConnectionError() bool }
-	return errors.As(err, &se) && se.ConnectionError()
+	if errors.As(err, &se) && se.ConnectionError() {
+		return true
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	return errors.As(err, &opErr) || errors.As(err, &dnsErr)
 }
 
 // innermost returns the message of the deepest wrapped error, which for SDK
@@ -224,4 +231,21 @@ func innermost(err error) string {
 		}
 		err = next
 	}
+}
+
+// kindNames name the kinds across a process boundary (tokencache.Answer).
+var kindNames = map[error]string{
+	ErrNoCredentials: "no-credentials", ErrIMDSUnreachable: "imds-unreachable",
+	ErrAccessDenied: "access-denied", ErrThrottled: "throttled", ErrUnavailable: "unavailable",
+	ErrConfig: "config", ErrNotECR: "not-ecr",
+}
+
+// KindName names err's kind for tokencache.Answer: "other" when it has none.
+func KindName(err error) string {
+	for kind, name := range kindNames {
+		if errors.Is(err, kind) {
+			return name
+		}
+	}
+	return "other"
 }

@@ -10,11 +10,23 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	awsecr "github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecrpublic"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
+)
+
+// imdsAttempts is how many times a request to the instance metadata service
+// is tried.
+const (
+	imdsAttempts   = 2
+	imdsMaxBackoff = 200 * time.Millisecond
 )
 
 // awsClients are the SDK clients for one credential source and endpoint
@@ -28,25 +40,37 @@ type awsClients struct {
 
 // clientsFor loads the AWS configuration for src in the registry's region
 // (the default chain, or the registry's profile) and builds the clients.
-func (e *Engine) clientsFor(ctx context.Context, reg Registry, src source) (*awsClients, error) {
-	key := fmt.Sprintf("%s|%s|%t|%t|%t", src.key, reg.Region, reg.FIPS, reg.DualStack, reg.Public)
+func (e *Engine) clientsFor(ctx context.Context, reg Registry, src tokencache.Source, info sourceInfo) (*awsClients, error) {
+	label := info.label
+	key := fmt.Sprintf("%s|%s|%t|%t|%t", src.Key, reg.Region, reg.FIPS, reg.DualStack, reg.Public)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c, ok := e.clients[key]; ok {
 		return c, nil
 	}
 	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(reg.Region)}
-	if src.profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(src.profile))
+	if src.Profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(src.Profile))
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, &Error{Kind: ErrNoCredentials, Host: reg.Host, Source: src.label,
+		return nil, &Error{Kind: ErrNoCredentials, Host: reg.Host, Source: label,
 			Reason: "cannot load the AWS configuration: " + innermost(err), Fix: fixes[ErrNoCredentials], Err: err}
 	}
+	if info.instanceRole {
+		// The SDK's IMDS client retries a refused or silent IMDS for ~4s
+		// (three attempts with up to 1s between them, then again without a
+		// session token); one quick retry rides out a blip, and a host
+		// without IMDS fails fast.
+		imdsClient := imds.NewFromConfig(cfg, func(o *imds.Options) {
+			o.Retryer = retry.AddWithMaxBackoffDelay(retry.AddWithMaxAttempts(retry.NewStandard(), imdsAttempts), imdsMaxBackoff)
+			o.DisableDefaultMaxBackoff = true
+		})
+		cfg.Credentials = aws.NewCredentialsCache(ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = imdsClient }))
+	}
 	c := &awsClients{sts: sts.NewFromConfig(cfg)}
-	if src.roleARN != "" {
-		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.sts, src.roleARN,
+	if src.RoleARN != "" {
+		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.sts, src.RoleARN,
 			func(o *stscreds.AssumeRoleOptions) { o.RoleSessionName = "tollgate" }))
 		c.sts = sts.NewFromConfig(cfg)
 	}
@@ -76,10 +100,25 @@ func (e *Engine) clientsFor(ctx context.Context, reg Registry, src source) (*aws
 
 // mint gets a new token from AWS, retrying throttling and outages with
 // jittered exponential backoff within the retry budget.
-func (e *Engine) mint(ctx context.Context, reg Registry, src source) (*entry, error) {
+// With quick, it makes a single attempt bounded by quickAttemptTimeout.
+func (e *Engine) mint(ctx context.Context, req tokencache.Request, quick bool) (*tokencache.Entry, error) {
+	reg := req.Registry
+	info, err := describe(ctx, req.Source)
+	if err != nil {
+		var te *Error
+		if errors.As(err, &te) {
+			te.Host = reg.Host
+		}
+		return nil, err
+	}
 	deadline := time.Now().Add(e.budget)
+	if quick {
+		qctx, cancel := context.WithTimeout(ctx, quickAttemptTimeout)
+		defer cancel()
+		ctx, deadline = qctx, time.Now()
+	}
 	for attempt := 0; ; attempt++ {
-		ent, err := e.mintOnce(ctx, reg, src, deadline)
+		ent, err := e.mintOnce(ctx, req, info, deadline)
 		if err == nil {
 			if attempt > 0 {
 				e.log.Info("minted ECR token after retries", "registry", reg.Host, "attempts", attempt+1)
@@ -117,8 +156,9 @@ func backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadline time.Time) (*entry, error) {
-	c, err := e.clientsFor(ctx, reg, src)
+func (e *Engine) mintOnce(ctx context.Context, req tokencache.Request, info sourceInfo, deadline time.Time) (*tokencache.Entry, error) {
+	reg, src := req.Registry, req.Source
+	c, err := e.clientsFor(ctx, reg, src, info)
 	if err != nil {
 		return nil, err
 	}
@@ -126,12 +166,16 @@ func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadlin
 	defer cancel()
 
 	if _, err := c.creds.Retrieve(actx); err != nil {
-		v := classifyCredentials(err, src)
-		e.log.Debug("AWS credentials unavailable", "source", src.label, "err", err.Error())
-		return nil, newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
+		v := classifyCredentials(err, info)
+		e.log.Debug("AWS credentials unavailable", "source", info.label, "err", err.Error())
+		te := newError(v.kind, reg.Host, info.label, oneLine(v.reason, 300), err)
+		if v.kind == ErrNoCredentials && info.fix != "" {
+			te.Fix = info.fix
+		}
+		return nil, te
 	}
 
-	var ent *entry
+	var ent *tokencache.Entry
 	if reg.Public {
 		ent, err = mintPublic(actx, c.pub)
 	} else {
@@ -140,14 +184,14 @@ func (e *Engine) mintOnce(ctx context.Context, reg Registry, src source, deadlin
 	if err != nil {
 		var te *Error
 		if errors.As(err, &te) {
-			te.Host, te.Source = reg.Host, src.label
+			te.Host, te.Source = reg.Host, info.label
 			return nil, te
 		}
 		v := classifyAPI(err)
 		e.log.Debug("GetAuthorizationToken failed", "registry", reg.Host, "err", err.Error())
-		return nil, newError(v.kind, reg.Host, src.label, oneLine(v.reason, 300), err)
+		return nil, newError(v.kind, reg.Host, info.label, oneLine(v.reason, 300), err)
 	}
-	ent.Version, ent.Partition, ent.Region, ent.FIPS, ent.Public = entryVersion, reg.Partition, reg.Region, reg.FIPS, reg.Public
+	ent.Version, ent.Source, ent.Partition, ent.Region, ent.FIPS, ent.Public = tokencache.EntryVersion, src.Key, reg.Partition, reg.Region, reg.FIPS, reg.Public
 	ent.MintedAt = time.Now().UTC()
 
 	// Record who the token belongs to. Best effort: the token is good
@@ -170,7 +214,7 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-func mintPrivate(ctx context.Context, c *awsecr.Client) (*entry, error) {
+func mintPrivate(ctx context.Context, c *awsecr.Client) (*tokencache.Entry, error) {
 	out, err := c.GetAuthorizationToken(ctx, &awsecr.GetAuthorizationTokenInput{})
 	if err != nil {
 		return nil, err
@@ -182,7 +226,7 @@ func mintPrivate(ctx context.Context, c *awsecr.Client) (*entry, error) {
 	return decodeToken(*d.AuthorizationToken, d.ExpiresAt)
 }
 
-func mintPublic(ctx context.Context, c *ecrpublic.Client) (*entry, error) {
+func mintPublic(ctx context.Context, c *ecrpublic.Client) (*tokencache.Entry, error) {
 	out, err := c.GetAuthorizationToken(ctx, &ecrpublic.GetAuthorizationTokenInput{})
 	if err != nil {
 		return nil, err
@@ -194,7 +238,7 @@ func mintPublic(ctx context.Context, c *ecrpublic.Client) (*entry, error) {
 }
 
 // decodeToken splits ECR's base64 "user:password" token.
-func decodeToken(token string, expires *time.Time) (*entry, error) {
+func decodeToken(token string, expires *time.Time) (*tokencache.Entry, error) {
 	raw, err := base64.StdEncoding.DecodeString(token)
 	if err != nil {
 		return nil, badResponse("authorization token is not base64")
@@ -203,7 +247,7 @@ func decodeToken(token string, expires *time.Time) (*entry, error) {
 	if !ok || user == "" || pass == "" {
 		return nil, badResponse("authorization token is not user:password")
 	}
-	ent := &entry{Username: user, Password: pass}
+	ent := &tokencache.Entry{Username: user, Password: pass}
 	if expires != nil {
 		ent.ExpiresAt = expires.UTC()
 	} else {

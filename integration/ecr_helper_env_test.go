@@ -5,9 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,72 +13,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/integration/harness"
 )
 
-// ecrHelperBin builds cmd/docker-credential-tollgate once per test process.
-var ecrHelperBin struct {
-	once    sync.Once
-	path    string
-	missing bool
-	err     error
-}
-
-// ecrHelperPath returns the path of a freshly built docker-credential-tollgate.
-// The binary lives in a directory keyed by the module root and reused across
-// runs (go's build cache makes the rebuild a link), replaced atomically so
-// concurrent test processes never run a half-written file.
+// ecrHelperPath returns the docker-credential-tollgate built once per test
+// process by the harness, shared with the other integration tests.
 func ecrHelperPath(t testing.TB) string {
 	t.Helper()
-	ecrHelperBin.once.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			ecrHelperBin.err = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		if _, err := os.Stat(filepath.Join(root, "cmd", "docker-credential-tollgate")); errors.Is(err, os.ErrNotExist) {
-			ecrHelperBin.missing = true
-			return
-		}
-		sum := sha256.Sum256([]byte(root))
-		dir := filepath.Join(os.TempDir(), "tollgate-it-ecr-"+hex.EncodeToString(sum[:6]))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			ecrHelperBin.err = err
-			return
-		}
-		tmp, err := os.MkdirTemp(dir, "build-")
-		if err != nil {
-			ecrHelperBin.err = err
-			return
-		}
-		defer os.RemoveAll(tmp)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(tmp, "docker-credential-tollgate"), "./cmd/docker-credential-tollgate")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ecrHelperBin.err = fmt.Errorf("go build ./cmd/docker-credential-tollgate: %w\n%s", err, out)
-			return
-		}
-		final := filepath.Join(dir, "docker-credential-tollgate")
-		if err := os.Rename(filepath.Join(tmp, "docker-credential-tollgate"), final); err != nil {
-			ecrHelperBin.err = err
-			return
-		}
-		ecrHelperBin.path = final
-	})
-	if ecrHelperBin.missing {
-		t.Skip("cmd/docker-credential-tollgate is not in this tree yet")
-	}
-	if ecrHelperBin.err != nil {
-		t.Fatalf("building the helper: %v", ecrHelperBin.err)
-	}
-	return ecrHelperBin.path
+	return filepath.Join(harness.BuildBinaries(t), "docker-credential-tollgate")
 }
 
 // ecrHelperEnv is one isolated host user: a fake AWS, a private HOME and

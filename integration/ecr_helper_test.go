@@ -7,6 +7,8 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -267,5 +269,170 @@ func TestECRHelperInstanceRoleRotationKeepsCache(t *testing.T) {
 	user := e.mustGet(itPrivateHost, itUserARNA, creds...)
 	if user.creds.Secret == first.creds.Secret {
 		t.Error("static user credentials were served the instance role's token")
+	}
+}
+
+func TestECRHelperTokenNeverLogged(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	creds := e.addUser(itUserKeyA, itUserSecretA, itUserARNA)
+	logFile := filepath.Join(e.home, "helper.log")
+	debug := append([]string{"TOLLGATE_LOG_LEVEL=debug"}, creds...)
+
+	// Debug logging on stderr: get checks every run's stderr for tokens.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Throttle: 1})
+	cold := e.mustGet(itPrivateHost, itUserARNA, debug...)
+	if strings.TrimSpace(cold.stderr) == "" {
+		t.Fatal("debug logging wrote nothing on a cold, throttled get: the leak check would prove nothing")
+	}
+	e.mustGet(itPrivateHost, itUserARNA, debug...)
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Deny: true})
+	e.get("222222222222.dkr.ecr.eu-west-1.amazonaws.com", debug...)
+
+	// The same to a log file.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	e.mustGet("111111111111.dkr.ecr.ap-south-1.amazonaws.com", itUserARNA, append(debug, "TOLLGATE_LOG_FILE="+logFile)...)
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatalf("log file: %v", err)
+	}
+	if len(data) == 0 {
+		t.Fatal("debug log file is empty")
+	}
+	for _, p := range e.aws.MintedPasswords() {
+		if strings.Contains(string(data), p) {
+			t.Error("a registry token appears in the log file")
+		}
+	}
+	if strings.Contains(string(data), itUserSecretA) || strings.Contains(cold.stderr, itUserSecretA) {
+		t.Error("the AWS secret key appears in the logs")
+	}
+}
+
+func TestECRHelperServesCachedTokenDuringOutage(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: time.Hour + 3*time.Second})
+	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
+	first := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	time.Sleep(3500 * time.Millisecond) // now inside the refresh margin, still valid
+
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000})
+	during := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if during.creds.Secret != first.creds.Secret {
+		t.Error("during an outage the helper did not serve the still-valid cached token")
+	}
+	if e.aws.Calls(fakeaws.APIECRGetAuthorizationToken) < 2 {
+		t.Errorf("the helper did not try to refresh a token inside the margin: %s", e.aws)
+	}
+
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	e.aws.SetTokenLifetime(12 * time.Hour)
+	after := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if after.creds.Secret == first.creds.Secret {
+		t.Error("after the outage the helper kept the old token instead of minting")
+	}
+}
+
+func TestECRHelperThrottledPastRetryBudget(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Throttle: 1000})
+	start := time.Now()
+	msg := oneLineError(t, e.get(itPrivateHost, creds...))
+	if !strings.Contains(strings.ToLower(msg), "throttl") {
+		t.Errorf("error does not say AWS throttled the call: %q", msg)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("gave up after %v with a 1s retry budget", took)
+	}
+	if n := e.aws.Calls(fakeaws.APIECRGetAuthorizationToken); n < 2 {
+		t.Errorf("no retry on throttling: %s", e.aws)
+	}
+}
+
+func TestECRHelperCorruptCacheIsReplaced(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	creds := e.addUser(itUserKeyA, itUserSecretA, itUserARNA)
+	e.mustGet(itPrivateHost, itUserARNA, creds...)
+
+	cacheDir := filepath.Join(e.home, "tollgate-cache")
+	var entries []string
+	err := filepath.WalkDir(cacheDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if perm := info.Mode().Perm(); perm&0o077 != 0 {
+				t.Errorf("cache directory %s has mode %v, want no group/other access", path, perm)
+			}
+		case strings.HasSuffix(path, ".json"):
+			if perm := info.Mode().Perm(); perm != 0o600 {
+				t.Errorf("cache file %s has mode %v, want 0600", path, perm)
+			}
+			entries = append(entries, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 {
+		t.Fatalf("no token cache file under %s", cacheDir)
+	}
+	for _, p := range entries {
+		if err := os.WriteFile(p, []byte("{not json"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.aws.ResetCalls()
+	e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if n := e.aws.Calls(fakeaws.APIECRGetAuthorizationToken); n != 1 {
+		t.Errorf("a corrupt cache file was not replaced by a fresh mint: %s", e.aws)
+	}
+	for _, p := range entries {
+		if data, err := os.ReadFile(p); err == nil && string(data) == "{not json" {
+			t.Errorf("corrupt cache file %s was left in place", p)
+		}
+	}
+	e.aws.ResetCalls()
+	e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if n := e.aws.Calls(""); n != 0 {
+		t.Errorf("after replacing the corrupt file the next get was not warm: %s", e.aws)
+	}
+}
+
+func TestECRHelperNoCredentials(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{})
+	start := time.Now()
+	msg := oneLineError(t, e.get(itPrivateHost, "AWS_EC2_METADATA_DISABLED=true"))
+	t.Logf("no credentials: failed in %v with %q", time.Since(start).Round(time.Millisecond), msg)
+	low := strings.ToLower(msg)
+	if !strings.Contains(low, "no aws credentials") && !strings.Contains(low, "no credentials") {
+		t.Errorf("error does not say there are no AWS credentials: %q", msg)
+	}
+	if n := e.aws.Calls(""); n != 0 {
+		t.Errorf("calls with IMDS disabled and no keys: %s", e.aws)
+	}
+}
+
+func TestECRHelperExpiredTokenNeverServed(t *testing.T) {
+	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: 2 * time.Second})
+	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
+	first := e.mustGet(itPrivateHost, itUserARNA, creds...) // ECR itself issued a short token
+	time.Sleep(2500 * time.Millisecond)
+
+	// Expired and ECR down: failing is right, serving the dead token is not.
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000})
+	if r := e.get(itPrivateHost, creds...); r.code == 0 {
+		t.Errorf("an expired cached token was served during an outage: %s", r)
+	}
+	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
+	e.aws.SetTokenLifetime(12 * time.Hour)
+	second := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	if second.creds.Secret == first.creds.Secret {
+		t.Error("an expired token was served")
 	}
 }

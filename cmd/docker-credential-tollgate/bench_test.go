@@ -17,8 +17,9 @@ import (
 // whole process (ms/get-median) besides the mean (ns/op). Fake AWS endpoints
 // make sure a warm get makes no call at all.
 func BenchmarkWarmGetProcess(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "docker-credential-tollgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "docker-credential-tollgate")
+	if out, err := exec.Command("go", "build", "-o", dir, "../...").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	s := fakeaws.Start(b, fakeaws.Options{})

@@ -8,18 +8,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 
 	"github.com/docker/docker-credential-helpers/credentials"
 
 	"github.com/spacelift-io/tollgate/credhelper"
 	"github.com/spacelift-io/tollgate/dockerconfig"
-	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/internal/buildinfo"
+	"github.com/spacelift-io/tollgate/internal/helperlog"
 )
 
 func main() {
@@ -43,25 +39,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	log, closeLog := newLogger(stderr)
+	log, closeLog := helperlog.FromEnv(credentials.Name, stderr)
 	defer closeLog()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// No signal handling here: a killed warm get leaves nothing behind (cache
+	// writes are atomic, locks die with the process), and installing handlers
+	// costs start-up time. The mint path, which runs a child, handles them.
+	ctx := context.Background()
 
-	var engine *ecr.Engine
-	// Building the engine does no I/O; AWS configuration is loaded only when
-	// the disk cache misses, so a warm get stays a file read.
-	opts, err := engineOptions(log)
-	if err == nil {
-		engine, err = ecr.NewEngine(opts)
-	}
+	// The warm path reads the token cache with the standard library only;
+	// a miss runs `tollgate ecr-token`, which links the AWS SDK.
+	lookup, err := cacheLookup()
 	if err != nil {
 		fmt.Fprintln(stdout, err)
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	tokens := &cachedTokens{lookup: lookup, log: log, stderr: stderr}
 	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
-	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: engine, Logins: logins, Log: log}).WithContext(ctx)
+	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: tokens, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
 		fmt.Fprintln(stdout, err)
@@ -71,26 +66,4 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// newLogger logs to $TOLLGATE_LOG_FILE (appended, 0600) if set, else to
-// stderr; the level is $TOLLGATE_LOG_LEVEL (debug, info, warn, error;
-// default warn on stderr, info in a file).
-func newLogger(stderr io.Writer) (*slog.Logger, func()) {
-	var w io.Writer = stderr
-	level := slog.LevelWarn
-	closeFn := func() {}
-	if path := os.Getenv("TOLLGATE_LOG_FILE"); path != "" {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: cannot open TOLLGATE_LOG_FILE, logging to stderr: %v\n", credentials.Name, err)
-		} else {
-			w, level, closeFn = f, slog.LevelInfo, func() { _ = f.Close() }
-		}
-	}
-	if v := os.Getenv("TOLLGATE_LOG_LEVEL"); v != "" {
-		_ = level.UnmarshalText([]byte(strings.ToUpper(v)))
-	}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(h).With("prog", credentials.Name, "pid", os.Getpid()), closeFn
 }

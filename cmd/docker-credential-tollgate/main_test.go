@@ -3,16 +3,44 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
+// tollgateBin builds cmd/tollgate once: the helper runs it to mint.
+var tollgateBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "tollgate-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "tollgate")
+	if out, err := exec.Command("go", "build", "-o", bin, "../tollgate").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/tollgate: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := tollgateBin(); err == nil {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
 func fakeEnv(t *testing.T) *fakeaws.Server {
 	t.Helper()
+	bin, err := tollgateBin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := fakeaws.Start(t, fakeaws.Options{})
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") || k == "SPACELIFT_DOCKER_CONFIG_DIR" {
@@ -26,6 +54,7 @@ func fakeEnv(t *testing.T) *fakeaws.Server {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
+	t.Setenv("TOLLGATE_BIN", bin)
 	s.SetInstanceRole("ci-worker", "arn:aws:iam::111111111111:role/ci-worker")
 	return s
 }
@@ -81,7 +110,8 @@ func TestFailureExitsNonZeroWithReason(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "helper.log")
 	t.Setenv("TOLLGATE_LOG_FILE", logFile)
 	code, stdout, _ := get(t, "111111111111.dkr.ecr.us-west-2.amazonaws.com")
-	if code != 1 || !strings.HasPrefix(stdout, "access denied") || strings.Contains(stdout, "credentials not found") {
+	if code != 1 || !strings.HasPrefix(stdout, "access denied") || strings.Contains(stdout, "credentials not found") ||
+		strings.Count(strings.TrimSpace(stdout), "\n") != 0 {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
 	}
 	log, err := os.ReadFile(logFile)
@@ -106,5 +136,28 @@ func TestVersionAndUsage(t *testing.T) {
 	out.Reset()
 	if code := run(nil, strings.NewReader(""), &out, &out); code == 0 {
 		t.Fatal("no action accepted")
+	}
+}
+
+// Without the tollgate command a warm get still works, and a miss says what
+// is missing rather than "credentials not found".
+func TestMissingTollgateCommand(t *testing.T) {
+	s := fakeEnv(t)
+	const host = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
+	if code, stdout, stderr := get(t, host); code != 0 {
+		t.Fatalf("warm-up: %d %s %s", code, stdout, stderr)
+	}
+	t.Setenv("TOLLGATE_BIN", "")
+	t.Setenv("PATH", t.TempDir())
+	s.ResetCalls()
+	if code, stdout, _ := get(t, host); code != 0 || !strings.Contains(stdout, `"Username":"AWS"`) {
+		t.Fatalf("warm get without tollgate: %d %q", code, stdout)
+	}
+	code, stdout, _ := get(t, "111111111111.dkr.ecr.eu-west-1.amazonaws.com")
+	if code != 1 || !strings.Contains(stdout, "tollgate command") || !strings.Contains(stdout, "TOLLGATE_BIN") {
+		t.Fatalf("miss without tollgate: %d %q", code, stdout)
+	}
+	if n := s.Calls(""); n != 0 {
+		t.Fatalf("%d AWS calls", n)
 	}
 }

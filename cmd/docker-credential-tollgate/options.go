@@ -1,28 +1,38 @@
 package main
 
 import (
-	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spacelift-io/tollgate/config"
-	"github.com/spacelift-io/tollgate/ecr"
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
 
-// engineOptions returns the token engine's settings: the ecr section of the
-// file named by $TOLLGATE_CONFIG when it is set (refresh margin, cache
-// directory, per-registry profile and role), defaults otherwise. The file is
-// read only when named, so the common case costs no parsing.
-func engineOptions(log *slog.Logger) (ecr.Options, error) {
-	opts := ecr.Options{Logger: log}
-	if os.Getenv(config.EnvConfig) == "" {
-		return opts, nil
+// cacheLookup returns the warm-path reader of the ECR token cache, with the
+// ecr section of the file named by $TOLLGATE_CONFIG when it is set (refresh
+// margin, cache directory, per-registry profile and role), defaults
+// otherwise. The file is read only when named, so the common case parses
+// nothing. `tollgate ecr-token`, run on a miss, reads the same settings.
+func cacheLookup() (tokencache.Lookup, error) {
+	var ecrCfg config.ECR
+	if os.Getenv(config.EnvConfig) != "" {
+		cfg, err := config.Load("")
+		if err != nil {
+			return tokencache.Lookup{}, err
+		}
+		ecrCfg = cfg.ECR
 	}
-	cfg, err := config.Load("")
+	dir, err := tokencache.Dir(ecrCfg.CacheDir)
 	if err != nil {
-		return opts, err
+		return tokencache.Lookup{}, err
 	}
-	opts.RefreshMargin = cfg.ECR.RefreshMargin
-	opts.CacheDir = cfg.ECR.CacheDir
-	opts.Registries = cfg.ECR.Registries
-	return opts, nil
+	registries, err := tokencache.NormalizeRegistries(ecrCfg.Registries)
+	if err != nil {
+		return tokencache.Lookup{}, err
+	}
+	return tokencache.Lookup{
+		Disk:       tokencache.Disk{Dir: filepath.Join(dir, "ecr")},
+		Margin:     ecrCfg.RefreshMargin,
+		Registries: registries,
+	}, nil
 }

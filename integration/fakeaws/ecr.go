@@ -3,6 +3,7 @@ package fakeaws
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -91,4 +92,35 @@ func (s *Server) ecrPublicGetAuthorizationToken(c *credential, req *apiRequest) 
 		ExpiresAt:          epochSeconds(expires),
 	}
 	return out, nil
+}
+
+// RegistryAuth wraps an OCI registry handler so that it authenticates as a
+// private ECR registry in region does: every request needs Basic
+// credentials AWS:<token> with a live token this server minted by ECR (not
+// ECR Public) for that region; anything else gets ECR's 401 and Basic
+// challenge. Use it to build an ECR-like upstream for proxy tests.
+func (s *Server) RegistryAuth(region string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if ok {
+			m, known := s.TokenInfo(pass)
+			ok = known && user == "AWS" && !m.Public && m.Region == region && time.Now().Before(m.ExpiresAt)
+		}
+		s.mu.Lock()
+		if ok {
+			s.calls["registry.authorized"]++
+		} else {
+			s.calls["registry.unauthorized"]++
+		}
+		s.mu.Unlock()
+		if !ok {
+			w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+			w.Header().Set("Www-Authenticate", `Basic realm="https://`+r.Host+`/",service="ecr.amazonaws.com"`)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte("Not Authorized\n"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -27,6 +27,9 @@ const (
 	APIIMDSRegion                     = "imds.region"      // GET .../placement/region
 	APIIMDSIdentity                   = "imds.identity"    // GET /latest/dynamic/instance-identity/document
 	APIIMDSOther                      = "imds.other"       // any other IMDS path
+	// Requests to a handler wrapped by RegistryAuth, by outcome.
+	APIRegistryAuthorized   = "registry.authorized"
+	APIRegistryUnauthorized = "registry.unauthorized"
 )
 
 // Options configures a Server. The zero value is usable.
@@ -231,7 +234,7 @@ func (s *Server) UserEnv(accessKeyID string) []string {
 // Calls returns how many requests reached an API, whatever their outcome
 // (rejected signatures and injected faults included). api is one of the API*
 // names; a bare prefix such as "imds" or "ecr" sums that service's APIs, and
-// "" sums every API.
+// "" sums every AWS API (not the RegistryAuth counters, "registry.*").
 func (s *Server) Calls(api string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,7 +243,7 @@ func (s *Server) Calls(api string) int {
 	}
 	total := 0
 	for name, n := range s.calls {
-		if api == "" || strings.HasPrefix(name, api+".") {
+		if (api == "" && !strings.HasPrefix(name, "registry.")) || strings.HasPrefix(name, api+".") {
 			total += n
 		}
 	}

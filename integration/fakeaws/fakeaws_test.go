@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -570,5 +571,58 @@ func TestEnviron(t *testing.T) {
 		if !strings.HasPrefix(u, "http://127.0.0.1:") {
 			t.Errorf("endpoint %s is not on loopback", u)
 		}
+	}
+}
+
+func TestRegistryAuth(t *testing.T) {
+	s := fakeaws.Start(t, fakeaws.Options{})
+	s.AddUser(userKey, userSecret, userARN)
+	ctx := context.Background()
+	mint := func(region string) string {
+		out, err := ecrClient(s, staticConfig(region, userKey, userSecret, "")).GetAuthorizationToken(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decodeToken(t, out.AuthorizationData[0].AuthorizationToken)
+	}
+	good, otherRegion := mint("us-east-1"), mint("eu-west-1")
+	pub, err := ecrpublic.NewFromConfig(staticConfig("us-east-1", userKey, userSecret, ""), func(o *ecrpublic.Options) {
+		o.BaseEndpoint = aws.String(s.ECRPublicURL)
+	}).GetAuthorizationToken(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := decodeToken(t, pub.AuthorizationData.AuthorizationToken)
+
+	reg := httptest.NewServer(s.RegistryAuth("us-east-1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "{}")
+	})))
+	defer reg.Close()
+	try := func(user, pass string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, reg.URL+"/v2/", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := try("AWS", good); resp.StatusCode != http.StatusOK {
+		t.Errorf("good token: %d", resp.StatusCode)
+	}
+	for name, c := range map[string][2]string{
+		"no credentials": {"", ""}, "other region": {"AWS", otherRegion}, "ECR Public token": {"AWS", public},
+		"wrong user": {"admin", good}, "unknown token": {"AWS", good + "x"},
+	} {
+		resp := try(c[0], c[1])
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), `Basic realm="https://`) {
+			t.Errorf("%s: %d %q, want 401 with ECR's Basic challenge", name, resp.StatusCode, resp.Header.Get("Www-Authenticate"))
+		}
+	}
+	if s.Calls(fakeaws.APIRegistryAuthorized) != 1 || s.Calls(fakeaws.APIRegistryUnauthorized) != 5 {
+		t.Errorf("registry counters: %s", s)
 	}
 }

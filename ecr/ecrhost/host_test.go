@@ -1,4 +1,4 @@
-package ecr
+package ecrhost
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestParseHostAccepts(t *testing.T) {
+func TestParseAccepts(t *testing.T) {
 	const acct = "123456789012"
 	tests := []struct {
 		in   string
@@ -57,18 +57,18 @@ func TestParseHostAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseHost(tt.in)
+			got, err := Parse(tt.in)
 			if err != nil {
-				t.Fatalf("ParseHost(%q): %v", tt.in, err)
+				t.Fatalf("Parse(%q): %v", tt.in, err)
 			}
 			if got != tt.want {
-				t.Fatalf("ParseHost(%q)\n got  %+v\n want %+v", tt.in, got, tt.want)
+				t.Fatalf("Parse(%q)\n got  %+v\n want %+v", tt.in, got, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseHostRejects(t *testing.T) {
+func TestParseRejects(t *testing.T) {
 	const acct = "123456789012"
 	for _, in := range []string{
 		"",
@@ -114,8 +114,8 @@ func TestParseHostRejects(t *testing.T) {
 		"[::1]:443",
 		acct + ".dkr.ecr.us-east-1.amazonaws.com\x00",
 	} {
-		if got, err := ParseHost(in); !errors.Is(err, ErrNotECR) {
-			t.Errorf("ParseHost(%q) = %+v, %v; want ErrNotECR", in, got, err)
+		if got, err := Parse(in); !errors.Is(err, ErrNotECR) {
+			t.Errorf("Parse(%q) = %+v, %v; want ErrNotECR", in, got, err)
 		}
 	}
 }
@@ -126,7 +126,7 @@ var knownSuffixes = []string{
 	".amazonaws.eu", ".c2s.ic.gov", ".sc2s.sgov.gov", ".cloud.adc-e.uk", ".csp.hci.ic.gov",
 }
 
-// render builds the host from a Registry's parts, independently of ParseHost.
+// render builds the host from a Registry's parts, independently of Parse.
 func render(r Registry) string {
 	if r.Public {
 		return r.Host
@@ -149,7 +149,7 @@ func render(r Registry) string {
 	return r.Account + "." + svc + "." + r.Region + "." + suffix
 }
 
-func FuzzParseHost(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"123456789012.dkr.ecr.us-east-1.amazonaws.com",
 		"https://123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/v2/",
@@ -163,40 +163,40 @@ func FuzzParseHost(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := ParseHost(s)
+		r, err := Parse(s)
 		if err != nil {
 			if !errors.Is(err, ErrNotECR) {
-				t.Fatalf("ParseHost(%q): unexpected error %v", s, err)
+				t.Fatalf("Parse(%q): unexpected error %v", s, err)
 			}
 			return
 		}
 		if r.Host != strings.ToLower(r.Host) || strings.HasSuffix(r.Host, ".") || strings.Contains(r.Host, ":") {
-			t.Fatalf("ParseHost(%q): host %q is not canonical", s, r.Host)
+			t.Fatalf("Parse(%q): host %q is not canonical", s, r.Host)
 		}
 		if r.Public {
 			if r.Host != "public.ecr.aws" && r.Host != "ecr-public.aws.com" || r.Region != "us-east-1" || r.Account != "" {
-				t.Fatalf("ParseHost(%q): bad public registry %+v", s, r)
+				t.Fatalf("Parse(%q): bad public registry %+v", s, r)
 			}
 		} else {
 			if got := render(r); got != r.Host {
-				t.Fatalf("ParseHost(%q): parts %+v render as %q, not %q", s, r, got, r.Host)
+				t.Fatalf("Parse(%q): parts %+v render as %q, not %q", s, r, got, r.Host)
 			}
 			ok := false
 			for _, suf := range knownSuffixes {
 				ok = ok || strings.HasSuffix(r.Host, suf)
 			}
 			if !ok {
-				t.Fatalf("ParseHost(%q): %q has no known partition suffix", s, r.Host)
+				t.Fatalf("Parse(%q): %q has no known partition suffix", s, r.Host)
 			}
 			if !isAccountID(r.Account) {
-				t.Fatalf("ParseHost(%q): bad account %q", s, r.Account)
+				t.Fatalf("Parse(%q): bad account %q", s, r.Account)
 			}
 		}
 		// Re-parsing the canonical host, alone or as a URL, gives the same registry.
 		for _, again := range []string{r.Host, "https://" + r.Host + "/v2/", strings.ToUpper(r.Host) + ".:443"} {
-			r2, err := ParseHost(again)
+			r2, err := Parse(again)
 			if err != nil || r2 != r {
-				t.Fatalf("ParseHost(%q) = %+v, %v; want %+v (from %q)", again, r2, err, r, s)
+				t.Fatalf("Parse(%q) = %+v, %v; want %+v (from %q)", again, r2, err, r, s)
 			}
 		}
 	})

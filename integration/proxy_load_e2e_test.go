@@ -1,13 +1,8 @@
-//go:build proxypending
-
 package integration
 
-// Proxy end-to-end tests that fail today because of proxy bugs reported in
-// /work/wt/notes-for-proxyhttp.md (schema 1 downgrade and tag pagination in
-// the conformance suite; a race in proxy/cache between joining a fill and
-// its commit). They move to proxy_e2e_test.go once fixed. Run them with
-//
-//	go test -tags proxypending -run TestProxy ./integration/
+// Proxy end-to-end tests that drive many clients or a whole external test
+// suite: 20 concurrent cold pulls, and the OCI distribution-spec
+// conformance suite through the proxy.
 //
 // needs: skopeo docker-registry
 

@@ -1,4 +1,4 @@
-package ecr
+package ecrhost
 
 import (
 	"errors"
@@ -28,7 +28,7 @@ type Registry struct {
 	Public bool
 }
 
-// ErrNotECR is returned by ParseHost for anything that is not an ECR registry
+// ErrNotECR is returned by Parse for anything that is not an ECR registry
 // host. Callers treat it as "this host is not ours", not as a failure.
 var ErrNotECR = errors.New("not an Amazon ECR registry host")
 
@@ -70,13 +70,13 @@ var partitions = []partition{
 	{id: "aws-eusc", suffix: "amazonaws.eu", regionPrefixes: []string{"eusc-de"}, fips: true},
 }
 
-// ParseHost recognises an ECR registry host. s may be a bare host, host:port
+// Parse recognises an ECR registry host. s may be a bare host, host:port
 // or a URL with scheme and path (as docker passes server URLs); matching is
 // case-insensitive and ignores a trailing dot. Anything else, including
 // look-alikes such as 123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example,
 // hosts with extra labels, malformed account ids and regions that do not
 // belong to the host's partition, yields ErrNotECR.
-func ParseHost(s string) (Registry, error) {
+func Parse(s string) (Registry, error) {
 	host, ok := hostOf(s)
 	if !ok {
 		return Registry{}, ErrNotECR

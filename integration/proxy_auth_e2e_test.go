@@ -1,5 +1,3 @@
-//go:build proxypending
-
 package integration
 
 // End-to-end tests of `tollgate proxy` against upstreams that need

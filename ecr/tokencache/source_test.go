@@ -1,12 +1,12 @@
-package ecr
+package tokencache
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spacelift-io/tollgate/ecr/ecrhost"
 )
 
 // cleanAWSEnv clears every AWS_* variable and points the shared files at
@@ -67,37 +67,33 @@ role_arn = arn:aws:iam::111111111111:role/from-imds
 `
 
 func TestSourceFingerprints(t *testing.T) {
-	ctx := context.Background()
 	seen := map[string]string{}
-	check := func(name string, env map[string]string, profile, role string) source {
+	check := func(name string, env map[string]string, profile, role string) Source {
 		t.Helper()
 		cleanAWSEnv(t, sharedConfig)
 		for k, v := range env {
 			t.Setenv(k, v)
 		}
-		s, err := resolveSource(ctx, profile, role)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		s := ResolveSource(profile, role)
 		for _, secret := range []string{"TOPSECRET", "sessiontoken", "envsecret"} {
-			if strings.Contains(s.key, secret) || strings.Contains(s.label, secret) {
-				t.Fatalf("%s: fingerprint %q holds a secret", name, s.key)
+			if strings.Contains(s.Key, secret) || strings.Contains(s.Label, secret) {
+				t.Fatalf("%s: fingerprint %q holds a secret", name, s.Key)
 			}
 		}
-		if prev, dup := seen[s.key]; dup {
-			t.Fatalf("%s and %s share fingerprint %q", name, prev, s.key)
+		if prev, dup := seen[s.Key]; dup {
+			t.Fatalf("%s and %s share fingerprint %q", name, prev, s.Key)
 		}
-		seen[s.key] = name
+		seen[s.Key] = name
 		// Stable: the same configuration gives the same key.
-		again, _ := resolveSource(ctx, profile, role)
-		if again.key != s.key {
+		again := ResolveSource(profile, role)
+		if again.Key != s.Key {
 			t.Fatalf("%s: unstable fingerprint", name)
 		}
 		return s
 	}
-	inst := check("instance role", nil, "", "")
-	if !strings.HasPrefix(inst.key, "profile:default") || !strings.Contains(inst.key, "instance-role") {
-		t.Errorf("default profile without credentials should end at the instance role: %q", inst.key)
+	def := check("default profile", nil, "", "")
+	if !strings.HasPrefix(def.Key, "profile:default|") {
+		t.Errorf("default profile: %q", def.Key)
 	}
 	check("instance role at another IMDS", map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"}, "", "")
 	check("env keys", map[string]string{"AWS_ACCESS_KEY_ID": "AKIAENV0000000000001", "AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_SESSION_TOKEN": "sessiontoken"}, "", "")
@@ -117,41 +113,53 @@ func TestSourceFingerprints(t *testing.T) {
 	t.Setenv("AWS_PROFILE", "keys")
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAENV0000000000003")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
-	if s, _ := resolveSource(ctx, "", ""); !strings.HasPrefix(s.key, "env-keys:AKIAENV0000000000003") {
-		t.Errorf("env keys should win over AWS_PROFILE: %q", s.key)
+	if s := ResolveSource("", ""); !strings.HasPrefix(s.Key, "env-keys:AKIAENV0000000000003") {
+		t.Errorf("env keys should win over AWS_PROFILE: %q", s.Key)
 	}
 	// A per-registry profile wins over env keys.
-	if s, _ := resolveSource(ctx, "keys", ""); !strings.Contains(s.key, "AKIAKEYS000000000001") {
-		t.Errorf("per-registry profile should win: %q", s.key)
+	if s := ResolveSource("keys", ""); !strings.HasPrefix(s.Key, "profile:keys|") {
+		t.Errorf("per-registry profile should win: %q", s.Key)
 	}
 }
 
-func TestSourceMissingProfile(t *testing.T) {
+func TestSourceFollowsSharedFileEdits(t *testing.T) {
 	cleanAWSEnv(t, sharedConfig)
-	t.Setenv("AWS_PROFILE", "nonesuch")
-	_, err := resolveSource(context.Background(), "", "")
-	if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "nonesuch") {
-		t.Fatalf("err %v", err)
+	t.Setenv("AWS_PROFILE", "keys")
+	before := ResolveSource("", "")
+	if again := ResolveSource("", ""); again.Key != before.Key {
+		t.Fatal("unstable")
 	}
-	// No default profile at all: not an error, the chain goes on.
+	cfg := os.Getenv("AWS_CONFIG_FILE")
+	if err := os.WriteFile(cfg, []byte(sharedConfig+"\n[profile extra]\nregion = eu-west-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if after := ResolveSource("", ""); after.Key == before.Key {
+		t.Fatal("an edited shared config kept its fingerprint")
+	}
+	// No shared files at all: labelled by where the chain ends.
 	cleanAWSEnv(t, "")
-	if s, err := resolveSource(context.Background(), "", ""); err != nil || !strings.HasPrefix(s.key, "instance-role") {
-		t.Fatalf("%q %v", s.key, err)
+	os.Remove(os.Getenv("AWS_CONFIG_FILE"))
+	if s := ResolveSource("", ""); s.Label != "EC2 instance role" {
+		t.Errorf("label %q", s.Label)
+	}
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x")
+	if s := ResolveSource("", ""); s.Label != "container credentials" {
+		t.Errorf("label %q", s.Label)
 	}
 }
 
 func TestScopeFileNames(t *testing.T) {
-	r, _ := ParseHost("111111111111.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
-	a := scopeOf(r, source{key: "env-keys:AKIA1"})
-	b := scopeOf(r, source{key: "env-keys:AKIA2"})
-	if a.id() == b.id() {
+	r, _ := ecrhost.Parse("111111111111.dkr.ecr-fips.us-gov-west-1.amazonaws.com")
+	a := ScopeOf(r, Source{Key: "env-keys:AKIA1"})
+	b := ScopeOf(r, Source{Key: "env-keys:AKIA2"})
+	if a.ID() == b.ID() {
 		t.Fatal("two sources share a file")
 	}
-	if !strings.HasPrefix(a.id(), "aws-us-gov_us-gov-west-1_fips_") || strings.Contains(a.id(), "AKIA") {
-		t.Fatalf("file name %q", a.id())
+	if !strings.HasPrefix(a.ID(), "aws-us-gov_us-gov-west-1_fips_") || strings.Contains(a.ID(), "AKIA") {
+		t.Fatalf("file name %q", a.ID())
 	}
-	r2, _ := ParseHost("222222222222.dkr-ecr-fips.us-gov-west-1.on.aws")
-	if scopeOf(r2, source{key: "env-keys:AKIA1"}).id() != a.id() {
+	r2, _ := ecrhost.Parse("222222222222.dkr-ecr-fips.us-gov-west-1.on.aws")
+	if ScopeOf(r2, Source{Key: "env-keys:AKIA1"}).ID() != a.ID() {
 		t.Fatal("two accounts (and the dual-stack host) of one region and FIPS flavour should share a token")
 	}
 }

@@ -1,0 +1,93 @@
+package ecr
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cleanAWSEnv clears every AWS_* variable, points the shared files at a
+// config file with the given content, and any escaped call at a closed
+// loopback port.
+func cleanAWSEnv(t *testing.T, sharedConfig string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	dir := t.TempDir()
+	t.Setenv("HOME", dir)
+	cfg := filepath.Join(dir, "config")
+	if err := os.WriteFile(cfg, []byte(sharedConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfg)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
+}
+
+const describeConfig = `
+[default]
+region = us-east-1
+
+[profile sso]
+sso_session = corp
+sso_account_id = 111111111111
+sso_role_name = Dev
+
+[sso-session corp]
+sso_start_url = https://corp.awsapps.com/start
+sso_region = us-east-1
+`
+
+func mintErr(t *testing.T) error {
+	t.Helper()
+	e, err := NewEngine(Options{CacheDir: t.TempDir(), RetryBudget: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Token(context.Background(), "111111111111.dkr.ecr.us-east-1.amazonaws.com")
+	return err
+}
+
+func TestBrokenProfileNamesTheFix(t *testing.T) {
+	cleanAWSEnv(t, describeConfig)
+	t.Setenv("AWS_PROFILE", "sso")
+	err := mintErr(t)
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v, want ErrNoCredentials", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "profile sso") || !strings.Contains(msg, "aws sso login --profile sso") {
+		t.Fatalf("message %q does not name the profile's fix", msg)
+	}
+}
+
+func TestMissingProfile(t *testing.T) {
+	cleanAWSEnv(t, describeConfig)
+	t.Setenv("AWS_PROFILE", "nonesuch")
+	err := mintErr(t)
+	if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "profile nonesuch not found") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// A default profile with only a region falls through to the instance role,
+// and the error says so rather than blaming the profile.
+func TestProfileWithoutCredentialsIsTheInstanceRole(t *testing.T) {
+	cleanAWSEnv(t, describeConfig)
+	err := mintErr(t)
+	if !errors.Is(err, ErrIMDSUnreachable) || !strings.Contains(err.Error(), "EC2 instance role") {
+		t.Fatalf("err %v", err)
+	}
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	if err := mintErr(t); !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "AWS_EC2_METADATA_DISABLED") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -1,0 +1,120 @@
+package tokencache
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/ecr/ecrhost"
+)
+
+// DefaultRefreshMargin: a cached token with less life left is not handed out.
+const DefaultRefreshMargin = time.Hour
+
+// Dir returns the tollgate cache directory: dir if set, else
+// $TOLLGATE_CACHE_DIR, else $XDG_CACHE_HOME/tollgate, else
+// ~/.cache/tollgate. ECR tokens live in its "ecr" subdirectory.
+func Dir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	if d := os.Getenv("TOLLGATE_CACHE_DIR"); d != "" {
+		return d, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory: set TOLLGATE_CACHE_DIR or HOME: %w", err)
+	}
+	return filepath.Join(base, "tollgate"), nil
+}
+
+// SettingsError is an invalid per-registry setting.
+type SettingsError struct {
+	Host   string
+	Reason string
+}
+
+func (e *SettingsError) Error() string {
+	return "invalid ECR registry settings for " + e.Host + ": " + e.Reason + ": fix the ecr.registries entry in the tollgate config file"
+}
+
+// NormalizeRegistries checks per-registry settings and keys them by
+// canonical registry host.
+func NormalizeRegistries(in map[string]config.ECRRegistry) (map[string]config.ECRRegistry, error) {
+	out := make(map[string]config.ECRRegistry, len(in))
+	for host, s := range in {
+		r, err := ecrhost.Parse(host)
+		if err != nil {
+			return nil, &SettingsError{Host: host, Reason: "not an ECR registry host"}
+		}
+		if s.RoleARN != "" && !looksLikeRoleARN(s.RoleARN) {
+			return nil, &SettingsError{Host: host, Reason: fmt.Sprintf("role_arn %q is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)", s.RoleARN)}
+		}
+		out[r.Host] = s
+	}
+	return out, nil
+}
+
+func looksLikeRoleARN(s string) bool {
+	parts := strings.SplitN(s, ":", 6)
+	return len(parts) == 6 && parts[0] == "arn" && strings.HasPrefix(parts[1], "aws") &&
+		parts[2] == "iam" && len(parts[4]) == 12 && strings.Trim(parts[4], "0123456789") == "" &&
+		strings.HasPrefix(parts[5], "role/") && len(parts[5]) > 5
+}
+
+// Lookup answers token requests from the disk cache, without any network
+// call and without the AWS SDK.
+type Lookup struct {
+	Disk       Disk
+	Margin     time.Duration                 // default DefaultRefreshMargin
+	Registries map[string]config.ECRRegistry // by canonical host (NormalizeRegistries)
+	Now        func() time.Time              // default time.Now
+}
+
+// Request is a token request worked out locally: the registry, the
+// credential source that would serve it, and the scope of its token.
+type Request struct {
+	Registry ecrhost.Registry
+	Source   Source
+	Scope    Scope
+}
+
+// Resolve parses host and works out its source and scope. A host that is not
+// ECR yields ecrhost.ErrNotECR.
+func (l *Lookup) Resolve(host string) (Request, error) {
+	reg, err := ecrhost.Parse(host)
+	if err != nil {
+		return Request{}, err
+	}
+	settings := l.Registries[reg.Host]
+	src := ResolveSource(settings.Profile, settings.RoleARN)
+	return Request{Registry: reg, Source: src, Scope: ScopeOf(reg, src)}, nil
+}
+
+// Fresh returns the cached entry for req if it has at least the refresh
+// margin of life left, else nil. err says why a cache file that exists was
+// not usable (corrupt, foreign); such a file is never served.
+func (l *Lookup) Fresh(req Request) (*Entry, error) {
+	ent, err := l.Disk.Read(req.Scope)
+	if ent != nil && ent.FreshAt(l.now(), l.margin()) {
+		return ent, nil
+	}
+	return nil, err
+}
+
+func (l *Lookup) now() time.Time {
+	if l.Now == nil {
+		return time.Now()
+	}
+	return l.Now()
+}
+
+func (l *Lookup) margin() time.Duration {
+	if l.Margin <= 0 {
+		return DefaultRefreshMargin
+	}
+	return l.Margin
+}

@@ -1,0 +1,34 @@
+// Package helperlog builds the logger of the short-lived credential helper
+// processes (docker-credential-tollgate and the `tollgate ecr-token` it runs
+// on a cache miss) from their environment, so both log alike.
+package helperlog
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// FromEnv logs to $TOLLGATE_LOG_FILE (appended, created 0600) if set, else
+// to stderr; the level is $TOLLGATE_LOG_LEVEL (debug, info, warn, error;
+// default warn on stderr, info in a file). The returned func closes the file.
+func FromEnv(prog string, stderr io.Writer) (*slog.Logger, func()) {
+	var w io.Writer = stderr
+	level := slog.LevelWarn
+	closeFn := func() {}
+	if path := os.Getenv("TOLLGATE_LOG_FILE"); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: cannot open TOLLGATE_LOG_FILE, logging to stderr: %v\n", prog, err)
+		} else {
+			w, level, closeFn = f, slog.LevelInfo, func() { _ = f.Close() }
+		}
+	}
+	if v := os.Getenv("TOLLGATE_LOG_LEVEL"); v != "" {
+		_ = level.UnmarshalText([]byte(strings.ToUpper(v)))
+	}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("prog", prog, "pid", os.Getpid()), closeFn
+}
