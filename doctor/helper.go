@@ -29,6 +29,30 @@ func clientConfigPath() string {
 	return filepath.Join(home, ".docker", "config.json")
 }
 
+// minterFor finds the tollgate command the helper at helper runs to mint
+// ECR tokens, the way the helper does: $TOLLGATE_BIN, else beside the
+// helper, else on PATH.
+func minterFor(helper string) (string, error) {
+	if p := os.Getenv("TOLLGATE_BIN"); p != "" {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return "", fmt.Errorf("TOLLGATE_BIN=%s is not an executable file", p)
+		}
+		return p + " ($TOLLGATE_BIN)", nil
+	}
+	if real, err := filepath.EvalSymlinks(helper); err == nil {
+		helper = real
+	}
+	beside := filepath.Join(filepath.Dir(helper), "tollgate")
+	if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return beside, nil
+	}
+	if p, err := exec.LookPath("tollgate"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("the tollgate command it runs to mint ECR tokens is neither beside it nor on PATH")
+}
+
 // checkHelper checks that docker can run the credential helper: it is on
 // PATH and answers, and the client's docker config names it.
 func checkHelper(ctx context.Context) Result {
@@ -43,6 +67,12 @@ func checkHelper(ctx context.Context) Result {
 			Fix: "reinstall " + helperName + " (a binary for this OS and architecture, executable by this user)"}
 	}
 	detail := fmt.Sprintf("%s answers (%s)", path, strings.TrimSpace(string(out)))
+	minter, err := minterFor(path)
+	if err != nil {
+		return Result{Status: StatusFail, Detail: detail + "; " + err.Error(),
+			Fix: "install tollgate next to " + helperName + " (both come from the same release), put it on PATH, or set TOLLGATE_BIN"}
+	}
+	detail += "; it mints ECR tokens with " + minter
 
 	cfgPath := clientConfigPath()
 	data, err := os.ReadFile(cfgPath)

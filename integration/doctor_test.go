@@ -428,3 +428,25 @@ func TestDoctorRealProxy(t *testing.T) {
 		t.Errorf("proxy stopped: %+v", c)
 	}
 }
+
+func TestDoctorHelperWithoutTollgate(t *testing.T) {
+	h := newOpsHost(t, fakeaws.Options{})
+	// A helper alone in a directory, and no tollgate on PATH.
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(opsBinDir(t), "docker-credential-tollgate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "docker-credential-tollgate"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, _ := h.doctor([]string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH")})
+	if c := rep.get(t, "helper"); code != 1 || c.Status != "fail" || !strings.Contains(c.Detail, "neither beside it nor on PATH") || !strings.Contains(c.Fix, "TOLLGATE_BIN") {
+		t.Errorf("exit %d, helper %+v: want a failure naming the missing tollgate", code, c)
+	}
+	// TOLLGATE_BIN names it.
+	rep, _, _ = h.doctor([]string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH"), "TOLLGATE_BIN=" + opsTollgate(t)})
+	if c := rep.get(t, "helper"); c.Status == "fail" || !strings.Contains(c.Detail, "($TOLLGATE_BIN)") {
+		t.Errorf("with TOLLGATE_BIN: %+v", c)
+	}
+}
