@@ -3,63 +3,31 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/spacelift-io/tollgate/integration/harness"
 )
 
-// opsBins builds every command under ./cmd/ once per test process, the same
-// package pattern the Dockerfile's build stage builds, into a directory
-// reused across runs (keyed by the module root, so worktrees do not clash).
-var opsBins struct {
-	once sync.Once
-	dir  string
-	root string
-	err  error
-	out  []byte
-}
-
+// opsModuleRoot is the repository root.
 func opsModuleRoot(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	root, err := harness.ModuleRoot()
 	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
+		t.Fatal(err)
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		t.Fatal("not inside the tollgate module")
-	}
-	return filepath.Dir(gomod)
+	return root
 }
 
 // opsBinDir returns the directory holding the freshly built tollgate and
-// docker-credential-tollgate binaries.
+// docker-credential-tollgate: `go build ./cmd/...`, the package pattern the
+// Dockerfile's build stage builds.
 func opsBinDir(t testing.TB) string {
 	t.Helper()
-	root := opsModuleRoot(t)
-	opsBins.once.Do(func() {
-		sum := sha256.Sum256([]byte(root))
-		opsBins.root = root
-		opsBins.dir = filepath.Join(os.TempDir(), "tollgate-ops-bin-"+hex.EncodeToString(sum[:6]))
-		if err := os.MkdirAll(opsBins.dir, 0o755); err != nil {
-			opsBins.err = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", opsBins.dir+"/", "./cmd/...")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		opsBins.out, opsBins.err = cmd.CombinedOutput()
-	})
-	if opsBins.err != nil {
-		t.Fatalf("go build ./cmd/...: %v\n%s", opsBins.err, opsBins.out)
-	}
-	return opsBins.dir
+	return harness.BuildBinaries(t)
 }
 
 // opsTollgate returns the path of the built tollgate binary.
