@@ -129,7 +129,7 @@ func TestDockerfileBuildStageBuildsTheCommands(t *testing.T) {
 	if i < 0 || i+1 >= len(goBuild) || !strings.Contains(goBuild[i+1], "-X github.com/spacelift-io/tollgate/internal/buildinfo.Version=") {
 		t.Errorf("go build does not stamp internal/buildinfo.Version with -ldflags -X: %v", goBuild)
 	}
-	// The packages: the same pattern the tests build (opsBinDir), which must
+	// The packages: the same pattern the tests build (harness.BuildBinaries), which must
 	// cover every main package of the module.
 	pkgs := goBuild[len(goBuild)-1]
 	if pkgs != "./cmd/..." {
