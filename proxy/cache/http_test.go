@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -18,6 +19,13 @@ func TestHTTPResponseAbortedOnBadContent(t *testing.T) {
 	data := randomBytes(t, 2<<20)
 	d := u.add(data)
 	u.setFault("corrupt")
+	// Hold the upstream after 64 KiB: the response is under way (headers
+	// and first bytes sent) before the fill can fail, so this tests the
+	// abort of a started response, not an early 502.
+	u.hold(64 << 10)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(u.release) }
+	defer release()
 	c := openCache(t, t.TempDir(), Options{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rd, err := c.Fetch(r.Context(), host, repo, d, -1, u.source(repo, d))
@@ -41,6 +49,7 @@ func TestHTTPResponseAbortedOnBadContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	release()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
