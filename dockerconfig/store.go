@@ -104,16 +104,9 @@ func (s *Store) warnings() io.Writer {
 // Load reads and parses the config file. A missing file is an empty config.
 func (s *Store) Load() (*File, error) {
 	path := s.Path()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		s.checkPermissions(false)
-		return &File{Path: path}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read docker config: %w", err)
-	}
-	s.checkPermissions(true)
-	return Parse(path, data)
+	_, err := os.Stat(path)
+	s.checkPermissions(err == nil)
+	return loadFile(path)
 }
 
 // Get returns the login for serverURL, as docker would resolve it from this
@@ -259,19 +252,39 @@ func (s *Store) Update(ctx context.Context, fn func(f *File) error) error {
 	if s.Dir == "" {
 		return ErrNoConfigDir
 	}
-	timeout := s.LockTimeout
-	if timeout <= 0 {
-		timeout = DefaultLockTimeout
+	return edit(ctx, s.Path(), s.LockTimeout, s.Load, fn)
+}
+
+// Edit is Update for a docker config file at any path (refresh --output):
+// the same lock (path+".lock"), re-read, atomic write, and refusal to
+// overwrite a file that does not parse. A missing file starts empty.
+func Edit(ctx context.Context, path string, lockTimeout time.Duration, fn func(f *File) error) error {
+	return edit(ctx, path, lockTimeout, func() (*File, error) { return loadFile(path) }, fn)
+}
+
+func loadFile(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &File{Path: path}, nil
 	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("read docker config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+func edit(ctx context.Context, path string, lockTimeout time.Duration, load func() (*File, error), fn func(f *File) error) error {
+	if lockTimeout <= 0 {
+		lockTimeout = DefaultLockTimeout
+	}
+	lctx, cancel := context.WithTimeout(ctx, lockTimeout)
 	defer cancel()
-	path := s.Path()
 	lock, err := securefile.LockFile(lctx, path+".lock")
 	if err != nil {
 		return fmt.Errorf("lock docker config %s: %w", path, err)
 	}
 	defer lock.Unlock()
-	f, err := s.Load()
+	f, err := load()
 	if err != nil {
 		return err
 	}
@@ -289,6 +302,8 @@ func (s *Store) Update(ctx context.Context, fn func(f *File) error) error {
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		target = real // keep a symlinked config a symlink, as docker does
 	}
+	// securefile keeps the owner of the file it replaces (root refreshing
+	// another user's config).
 	if err := securefile.WriteFile(target, data); err != nil {
 		return fmt.Errorf("write docker config: %w", err)
 	}

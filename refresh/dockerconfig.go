@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/spacelift-io/tollgate/dockerconfig"
-	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
 // ConfigDir writes tokens into $SPACELIFT_DOCKER_CONFIG_DIR/config.json
@@ -32,30 +29,12 @@ func (c ConfigDir) Hosts(ctx context.Context) ([]string, error) {
 }
 
 // Write sets an auths entry for each token. Run by root on a config that
-// belongs to another user, it gives the new file back to that user.
+// belongs to another user, the file keeps that owner (securefile does it).
 func (c ConfigDir) Write(ctx context.Context, tokens map[string]Token) error {
-	uid, gid := ownerToRestore(c.Store.Path())
-	err := c.Store.Update(ctx, func(f *dockerconfig.File) error {
+	return c.Store.Update(ctx, func(f *dockerconfig.File) error {
 		setAuths(f, tokens)
 		return nil
 	})
-	if err == nil && uid >= 0 {
-		if err := os.Chown(c.Store.Path(), uid, gid); err != nil {
-			return fmt.Errorf("give %s back to its owner: %w", c.Store.Path(), err)
-		}
-	}
-	return err
-}
-
-// ownerToRestore returns the owner of path when this process is root and
-// the file belongs to someone else, and -1, -1 otherwise.
-func ownerToRestore(path string) (uid, gid int) {
-	if fi, err := os.Stat(path); err == nil && os.Geteuid() == 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-			return int(st.Uid), int(st.Gid)
-		}
-	}
-	return -1, -1
 }
 
 func (c ConfigDir) String() string { return c.Store.Path() }
@@ -102,51 +81,10 @@ func (c ConfigFile) Hosts(ctx context.Context) ([]string, error) {
 // Write sets an auths entry for each token. A file that does not parse is
 // left as it is and its parse error returned.
 func (c ConfigFile) Write(ctx context.Context, tokens map[string]Token) error {
-	timeout := c.LockTimeout
-	if timeout <= 0 {
-		timeout = dockerconfig.DefaultLockTimeout
-	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	lock, err := securefile.LockFile(lctx, c.Path+".lock")
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	f, err := c.load()
-	if err != nil {
-		return err
-	}
-	setAuths(f, tokens)
-	if !f.Changed() {
+	return dockerconfig.Edit(ctx, c.Path, c.LockTimeout, func(f *dockerconfig.File) error {
+		setAuths(f, tokens)
 		return nil
-	}
-	data, err := f.Marshal()
-	if err != nil {
-		return fmt.Errorf("encode docker config: %w", err)
-	}
-	target := c.Path
-	if real, err := filepath.EvalSymlinks(c.Path); err == nil {
-		target = real
-	}
-	return writeKeepingOwner(target, data)
-}
-
-// writeKeepingOwner replaces path atomically (securefile.WriteFile). When
-// root replaces a file that belongs to another user (refresh run from root's
-// crontab for the runner user's config), the new file is given back to that
-// owner, so that the user's own tools can still read it.
-func writeKeepingOwner(path string, data []byte) error {
-	uid, gid := ownerToRestore(path)
-	if err := securefile.WriteFile(path, data); err != nil {
-		return err
-	}
-	if uid >= 0 {
-		if err := os.Chown(path, uid, gid); err != nil {
-			return fmt.Errorf("give %s back to its owner: %w", path, err)
-		}
-	}
-	return nil
+	})
 }
 
 func (c ConfigFile) String() string { return c.Path }

@@ -168,7 +168,7 @@ func (k KubernetesSecret) Write(ctx context.Context, tokens map[string]Token) er
 		_, err := k.Out.Write(manifest)
 		return err
 	}
-	return writeKeepingOwner(k.Path, manifest)
+	return securefile.WriteFile(k.Path, manifest)
 }
 
 func (k KubernetesSecret) render(cfg []byte, tokens map[string]Token) ([]byte, error) {

@@ -21,7 +21,9 @@ func MkdirPrivate(dir string) error {
 
 // WriteFile atomically replaces path with data, mode 0600. The parent
 // directory is created 0700 if missing. Readers see either the old or the new
-// content, never a partial file.
+// content, never a partial file. A replaced file keeps its owner when this
+// process may give it (root rewriting another user's file, e.g. a refresher
+// run from root's crontab on the runner user's docker config).
 func WriteFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := MkdirPrivate(dir); err != nil {
@@ -42,6 +44,9 @@ func WriteFile(path string, data []byte) error {
 	if err := tmp.Chmod(0o600); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmpName, err)
 	}
+	if err := keepOwner(tmp, path); err != nil {
+		return err
+	}
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", tmpName, err)
 	}
@@ -55,6 +60,26 @@ func WriteFile(path string, data []byte) error {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
 	ok = true
+	return nil
+}
+
+// keepOwner gives tmp the owner of the file it is about to replace, when
+// that differs from ours and we are root (nobody else may chown).
+func keepOwner(tmp *os.File, path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing to replace, or it will fail at rename
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (st.Uid == 0 && st.Gid == 0) {
+		return nil
+	}
+	if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("give %s its owner %d:%d: %w", path, st.Uid, st.Gid, err)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -79,5 +80,38 @@ func TestLockFileExcludesAndTimesOut(t *testing.T) {
 	b, _ := os.ReadFile(counter)
 	if len(b) != 20 {
 		t.Fatalf("lost updates: %d of 20", len(b))
+	}
+}
+
+func TestWriteFileKeepsOwnerOfReplacedFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	p := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte(`{"auths":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 1983 || st.Gid != 1983 {
+		t.Fatalf("owner %d:%d after replace, want 1983:1983", st.Uid, st.Gid)
+	}
+	// A new file is the writer's own.
+	q := filepath.Join(filepath.Dir(p), "new.json")
+	if err := WriteFile(q, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ = os.Stat(q)
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+		t.Fatalf("new file owned by %d, want 0", st.Uid)
 	}
 }
