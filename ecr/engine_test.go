@@ -815,3 +815,21 @@ func TestPublicFailureIsRememberedBriefly(t *testing.T) {
 		}
 	}
 }
+
+func TestECREndpointRefusingIsUnreachable(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	useUser(t, s, "AKIAREFUSED000000001", "arn:aws:iam::123456789012:user/ci")
+	closed, err := fakeaws.ClosedURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL_ECR", closed)
+	e, _ := newTestEngine(t, t.TempDir(), func(o *Options) { o.RetryBudget = time.Second })
+	_, err = e.Token(context.Background(), host1)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "HTTP 0") || !strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("a refused connection should say the endpoint cannot be reached: %v", err)
+	}
+}

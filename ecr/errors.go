@@ -150,7 +150,10 @@ func classifyAPI(err error) verdict {
 		}
 	}
 	var respErr httpStatusError
-	if errors.As(err, &respErr) {
+	// A request that never got an answer (connection refused, DNS) still
+	// carries the SDK's response wrapper, with status 0: that is a
+	// transport failure, reported below.
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() != 0 {
 		status := respErr.HTTPStatusCode()
 		if reason == "" {
 			reason = "HTTP " + strconv.Itoa(status)
