@@ -66,7 +66,6 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("docker-registry", "serve", cfg)
-		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 		r.Process = StartProcess(t, fmt.Sprintf("docker-registry-%d", port), dir, cmd)
 		if err := waitHTTP(r.Process, r.URL+"/v2/", 20*time.Second); err != nil {
 			_, stderr := r.Process.Output()
