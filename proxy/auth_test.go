@@ -217,7 +217,7 @@ func TestHostileRealmNeverGetsCredentials(t *testing.T) {
 }
 
 func TestRealmGuardTrust(t *testing.T) {
-	g := &realmGuard{registryHost: "registry-1.docker.io", registryName: "registry-1.docker.io", configured: map[string]bool{"127.0.0.1": true}}
+	g := &realmGuard{registryHost: "registry-1.docker.io", registryName: "registry-1.docker.io", configured: map[string]bool{"127.0.0.1:5003": true}}
 	for _, tc := range []struct {
 		url  string
 		want bool
@@ -230,7 +230,8 @@ func TestRealmGuardTrust(t *testing.T) {
 		{"https://localhost/token", false},
 		{"https://10.0.0.1/token", false},
 		{"https://[::1]/token", false},
-		{"http://127.0.0.1:5003/token", true}, // configured by the operator
+		{"http://127.0.0.1:5003/token", true},  // configured by the operator
+		{"http://127.0.0.1:5004/token", false}, // same address, another service
 		{"https://169.254.169.254/latest", false},
 	} {
 		u, _ := url.Parse(tc.url)
@@ -270,5 +271,24 @@ func TestPushThroughRemoteIsRefusedWithCredentials(t *testing.T) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			t.Fatalf("push reached upstream: %+v", r)
 		}
+	}
+}
+
+func TestChangedLoginIsPickedUpAfterRefusal(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{htpasswdUser: "bob", htpasswdPass: "new-password"})
+	up.push(t, "team/app", "v1", randomImage(t, 1024, 1), &authn.Basic{Username: "bob", Password: "new-password"})
+	creds := &staticCredentials{host: testHost, user: "bob", secret: "old-password"}
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}, credentials: creds})
+	resp, _ := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("stale login: %d, want 401", resp.StatusCode)
+	}
+	// The operator fixes the login; the next pull uses it without waiting
+	// for any cache to expire.
+	creds.mu.Lock()
+	creds.secret = "new-password"
+	creds.mu.Unlock()
+	if _, err := pull(p.ref(t, "team/app:v1")); err != nil {
+		t.Fatalf("pull after the login changed: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"strconv"
 	"time"
@@ -38,7 +37,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		})
 		return
 	}
-	rd, err := s.fetchBlob(r.Context(), rt)
+	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
@@ -65,10 +64,33 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		http.ServeContent(w, r, "", time.Time{}, rd)
 		return
 	}
+	var first []byte
+	if !rd.Cached() {
+		// Wait for the first bytes of a fill before committing to 200, so
+		// that an upstream failing early still gets the client a proper
+		// error instead of a cut connection.
+		buf := make([]byte, 32<<10)
+		n, err := readSome(rd, buf)
+		if err != nil && err != io.EOF {
+			rd.Close()
+			h.Del("Docker-Content-Digest")
+			h.Del("Etag")
+			h.Del("Accept-Ranges")
+			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			return
+		}
+		first = buf[:n]
+	}
 	if size := rd.Size(); size >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
+	if len(first) > 0 {
+		if _, err := w.Write(first); err != nil {
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
+	}
 	// w passes io.ReaderFrom through, so a committed blob goes out with
 	// sendfile.
 	if _, err := io.Copy(w, rd); err != nil {
@@ -80,30 +102,25 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	}
 }
 
-// fetchBlob gets a reader from the cache. A fill that commits while a
-// second client joins it can leave the joiner looking for the fill's temp
-// file after its rename (proxy/cache f459c51); the content is committed by
-// then, so asking again, for up to two seconds, finds it.
-func (s *Server) fetchBlob(ctx context.Context, rt *route) (*cache.Reader, error) {
-	var err error
-	for attempt := range 40 {
-		if attempt > 0 {
-			select {
-			case <-time.After(50 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		var rd *cache.Reader
-		rd, err = s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
-		if err == nil {
-			return rd, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+// readSome reads until it has some bytes or an error.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
 		}
 	}
-	return nil, err
+}
+
+// fillError is what the client is told when a fill failed before any byte
+// of it was sent: the upstream's own error if it answered one, else a 502.
+func fillError(host string, err error) error {
+	var ue *upstreamError
+	var un *unreachableError
+	if errors.As(err, &ue) || errors.As(err, &un) {
+		return err
+	}
+	return badUpstream(host, errcode.ErrorCodeBlobUnknown, err.Error())
 }
 
 // blobUpstream is how the cache reaches this blob in this repository.

@@ -196,6 +196,7 @@ type proxyOpts struct {
 	credentials Credentials
 	noCache     bool
 	cacheDir    string
+	shared      cache.SharedTier
 }
 
 func startProxy(t *testing.T, o proxyOpts) *proxyFixture {
@@ -223,7 +224,7 @@ func startProxy(t *testing.T, o proxyOpts) *proxyFixture {
 		if dir == "" {
 			dir = filepath.Join(t.TempDir(), "cache")
 		}
-		c, err = cache.Open(context.Background(), cache.Options{Dir: dir, Logger: log})
+		c, err = cache.Open(context.Background(), cache.Options{Dir: dir, Logger: log, Shared: o.shared})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,10 +355,15 @@ type staticCredentials struct {
 
 func (s *staticCredentials) Credentials(_ context.Context, host string) (string, string, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls++
-	s.mu.Unlock()
 	if host != s.host {
 		return "", "", fmt.Errorf("%s: %w", host, ErrNoCredentials)
 	}
 	return s.user, s.secret, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -212,7 +212,10 @@ func TestClientHangupDoesNotAbortFill(t *testing.T) {
 // not end cleanly. Never a clean 200 with the whole (or bad) content.
 func checkDamagedResponse(t *testing.T, attempt int, url string, want digest.Digest) {
 	t.Helper()
-	resp, err := http.Get(url)
+	// A fresh connection each time: Go's client silently retries a GET
+	// whose reused connection closes before any answer.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(url)
 	if err != nil {
 		return // cut before the headers
 	}

@@ -146,6 +146,11 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		return s.fetchManifest(ctx, rt, accept)
 	}
 	tag, tagErr := s.cache.GetTag(rt.host, rt.repository, rt.reference)
+	if tagErr != nil && method == http.MethodGet {
+		// Nothing cached to revalidate: one GET instead of HEAD + GET.
+		s.cacheResult(ri, "manifest", "miss")
+		return s.fetchManifest(ctx, rt, accept)
+	}
 	hm, err := s.headManifest(ctx, rt, accept)
 	if err != nil {
 		if tagErr == nil && serveStale(err) {
@@ -208,8 +213,43 @@ func cachedManifest(cm cache.Manifest) *manifest {
 	return &manifest{digest: cm.Digest, mediaType: cm.MediaType, data: cm.Data, size: int64(len(cm.Data))}
 }
 
-// headManifest asks the upstream for the manifest's headers.
+// headManifest asks the upstream for the manifest's headers; concurrent
+// identical requests share one upstream HEAD.
 func (s *Server) headManifest(ctx context.Context, rt *route, accept []string) (*manifest, error) {
+	return s.sharedManifest(ctx, http.MethodHead, rt, accept, s.headManifestOnce)
+}
+
+// fetchManifest GETs, verifies and caches the manifest; concurrent identical
+// requests share one upstream GET (Docker Hub counts each manifest GET as a
+// pull).
+func (s *Server) fetchManifest(ctx context.Context, rt *route, accept []string) (*manifest, error) {
+	return s.sharedManifest(ctx, http.MethodGet, rt, accept, s.fetchManifestOnce)
+}
+
+// manifestFlightTimeout bounds a shared manifest request, which no single
+// client's hangup cancels.
+const manifestFlightTimeout = 2 * time.Minute
+
+func (s *Server) sharedManifest(ctx context.Context, method string, rt *route, accept []string,
+	do func(context.Context, *route, []string) (*manifest, error)) (*manifest, error) {
+	key := method + " " + rt.host + "/" + rt.repository + ":" + rt.reference + " " + strings.Join(accept, ",")
+	ch := s.manifestFlight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestFlightTimeout)
+		defer cancel()
+		return do(fctx, rt, accept)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*manifest), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Server) headManifestOnce(ctx context.Context, rt *route, accept []string) (*manifest, error) {
 	resp, err := s.upstreamRequest(ctx, http.MethodHead, rt, nil, http.Header{"Accept": accept})
 	if err != nil {
 		return nil, err
@@ -237,9 +277,9 @@ func (s *Server) headManifest(ctx context.Context, rt *route, accept []string) (
 	return m, nil
 }
 
-// fetchManifest GETs the manifest, verifies it against the digest asked for
-// (by digest) or the one the upstream announced (by tag), and caches it.
-func (s *Server) fetchManifest(ctx context.Context, rt *route, accept []string) (*manifest, error) {
+// fetchManifestOnce GETs the manifest, verifies it against the digest asked
+// for (by digest) or the one the upstream announced (by tag), and caches it.
+func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []string) (*manifest, error) {
 	resp, err := s.upstreamRequest(ctx, http.MethodGet, rt, nil, http.Header{"Accept": accept})
 	if err != nil {
 		return nil, err

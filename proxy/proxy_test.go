@@ -153,6 +153,14 @@ func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
 	if n := up.log.count(http.MethodGet, "/blobs/"+cfgDigest.String()); n != 1 {
 		t.Errorf("config fetched %d times from upstream, want 1", n)
 	}
+	// Manifest GETs count as pulls on Docker Hub: concurrent identical
+	// ones are merged (a client arriving after the first finished sends
+	// its own revalidation HEAD, never a second GET of a cached manifest).
+	if n := up.log.count(http.MethodGet, "/manifests/"); n > 2 {
+		t.Errorf("%d concurrent clients made %d manifest GETs upstream", clients, n)
+	} else {
+		t.Logf("%d concurrent cold clients: %d manifest GET(s), %d HEAD(s) upstream", clients, n, up.log.count(http.MethodHead, "/manifests/"))
+	}
 }
 
 func TestPushAndDeleteUnsupported(t *testing.T) {

@@ -23,7 +23,7 @@ var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted
 // only private IP literals); the guard makes sure credentials reach only:
 //
 //   - the registry endpoint itself,
-//   - a host the operator configured as an upstream endpoint, or
+//   - an upstream endpoint the operator configured (same host and port), or
 //   - an https URL whose host is a DNS name (not an IP literal, not
 //     localhost) in the same registrable domain as the registry, e.g.
 //     auth.docker.io for registry-1.docker.io, gitlab.com for
@@ -73,10 +73,10 @@ func (g *realmGuard) trusted(u *url.URL) bool {
 	if strings.EqualFold(u.Host, g.registryHost) {
 		return true
 	}
-	name := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	if g.configured[name] {
+	if g.configured[hostPort(u)] {
 		return true
 	}
+	name := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	if u.Scheme != "https" || isIPOrLocal(name) || isIPOrLocal(g.registryName) {
 		return false
 	}

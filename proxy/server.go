@@ -15,6 +15,7 @@ import (
 
 	gocache "github.com/patrickmn/go-cache"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/spacelift-io/tollgate/config"
 	"github.com/spacelift-io/tollgate/proxy/cache"
@@ -71,6 +72,8 @@ type Server struct {
 	handler    http.Handler
 	// tagLists holds full upstream tag lists briefly, for pagination.
 	tagLists *gocache.Cache
+	// manifestFlight merges concurrent identical upstream manifest requests.
+	manifestFlight singleflight.Group
 }
 
 // New builds a Server.
@@ -101,6 +104,9 @@ func New(opts Options) (*Server, error) {
 		metrics:   m,
 		shutdown:  opts.ShutdownTimeout,
 		tagLists:  gocache.New(tagListTTL, time.Minute),
+	}
+	if opts.Cache != nil {
+		m.registry.MustRegister(cache.NewCollector(opts.Cache))
 	}
 	s.fillCtx, s.cancelFill = context.WithCancel(context.Background())
 	mux := http.NewServeMux()

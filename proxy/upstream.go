@@ -38,7 +38,7 @@ type Endpoint struct {
 // upstreams hands out authenticated HTTP clients per upstream repository.
 type upstreams struct {
 	endpoints  map[string]Endpoint // canonical host -> override
-	configured map[string]bool     // hostnames of configured endpoints
+	configured map[string]bool     // host:port of configured endpoints
 	base       *http.Transport
 	creds      *credentialStore
 	transports *gocache.Cache
@@ -50,7 +50,7 @@ type upstreams struct {
 func newUpstreams(endpoints map[string]Endpoint, base *http.Transport, creds *credentialStore, log *slog.Logger, m *metrics) *upstreams {
 	configured := map[string]bool{}
 	for _, e := range endpoints {
-		configured[strings.ToLower(e.URL.Hostname())] = true
+		configured[hostPort(e.URL)] = true
 	}
 	if base == nil {
 		base = defaultBaseTransport()
@@ -86,6 +86,18 @@ func defaultBaseTransport() *http.Transport {
 	}
 }
 
+// hostPort is u's host with its port made explicit, lower case.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return strings.ToLower(net.JoinHostPort(strings.TrimSuffix(u.Hostname(), "."), port))
+}
+
 // endpoint returns where host is reached.
 func (u *upstreams) endpoint(host string) Endpoint {
 	if e, ok := u.endpoints[host]; ok {
@@ -106,6 +118,9 @@ type repoClient struct {
 	base       *url.URL
 	client     *http.Client
 	metrics    *metrics
+	// forget drops this client and the cached login, so that the next
+	// request looks the credentials up and shakes hands again.
+	forget func()
 }
 
 // client returns an authenticated client for host/repository, reusing one
@@ -129,6 +144,10 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 			return nil, err
 		}
 		c.key = key
+		c.forget = func() {
+			u.transports.Delete(key)
+			u.creds.cache.Delete(host)
+		}
 		u.transports.SetDefault(key, c)
 		return c, nil
 	})
@@ -232,6 +251,11 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 			return nil, handshakeError(c.host, err)
 		}
 		return nil, &unreachableError{Host: c.host, Err: err}
+	}
+	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
+		// Still refused after ggcr's own token refresh: the login may have
+		// changed or been revoked. Start afresh on the next request.
+		c.forget()
 	}
 	return resp, nil
 }

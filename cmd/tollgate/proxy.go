@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spacelift-io/tollgate/allowlist"
@@ -88,12 +89,38 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("proxy.cache.maxsize: %w", err)
 	}
-	store, err := cache.Open(ctx, cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log})
+	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log}
+	if sh := cfg.Proxy.Shared; sh != nil && sh.Driver != "" {
+		tier, err := cache.OpenDriverTier(ctx, sh.Driver, sh.Parameters)
+		if err != nil {
+			return fmt.Errorf("proxy.shared: %w (object stores need a binary built with -tags clouddrivers)", err)
+		}
+		copts.Shared = tier
+		log.Info("shared cache tier enabled", "driver", sh.Driver)
+	}
+	store, err := cache.Open(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("opening the cache in %s: %w", cfg.Proxy.Cache.Dir, err)
 	}
+	// Checked while holding the cache's lock, so no private proxy can be
+	// filling the directory meanwhile.
+	if err := proxy.CheckCacheMode(cfg.Proxy.Cache.Dir, cfg.Mode); err != nil {
+		_ = store.Close(ctx)
+		return err
+	}
+	// The whole shutdown, server and cache fills alike, is bounded by
+	// proxy.shutdown_timeout from the signal on.
+	var deadline atomic.Int64
+	stopWatch := context.AfterFunc(ctx, func() {
+		deadline.Store(time.Now().Add(cfg.Proxy.ShutdownTimeout).UnixNano())
+	})
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		stopWatch()
+		until := time.Now().Add(time.Second)
+		if d := deadline.Load(); d != 0 && time.Unix(0, d).After(until) {
+			until = time.Unix(0, d)
+		}
+		cctx, cancel := context.WithDeadline(context.Background(), until)
 		defer cancel()
 		if err := store.Close(cctx); err != nil {
 			log.Warn("closing the cache", "error", err)

@@ -357,6 +357,12 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		copyErr = cerr
 	}
 	if copyErr != nil {
+		if fromShared && (errors.Is(copyErr, ErrDigestMismatch) || errors.Is(copyErr, ErrSizeMismatch)) {
+			c.log.Warn("cache: shared tier copy is corrupt, deleting it", "digest", f.d, "error", copyErr)
+			if err := c.opts.Shared.Delete(c.ctx, f.d); err != nil {
+				c.log.Warn("cache: delete corrupt shared copy", "digest", f.d, "error", err)
+			}
+		}
 		fail(copyErr, true)
 		return
 	}

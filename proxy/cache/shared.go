@@ -18,8 +18,12 @@ type SharedTier interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
 	// Open returns a reader of d from the start.
 	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
-	// Put stores d (size bytes from r), replacing nothing if it exists.
+	// Put stores d (size bytes from r). Readers of the tier must never see
+	// a partial object under d's name (write elsewhere, then move).
 	Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error
+	// Delete removes d; the cache calls it when a copy fails verification,
+	// so the next fill goes upstream instead of failing again.
+	Delete(ctx context.Context, d digest.Digest) error
 }
 
 // uploadShared copies committed blob d to the shared tier in the background.

@@ -1,0 +1,127 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/opencontainers/go-digest"
+
+	// The filesystem driver (a path on shared storage) is always available;
+	// binaries that offer s3, gcs or azure import those driver packages.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+)
+
+// DriverTier is a SharedTier on a distribution/v3 storage driver. Objects
+// live at <root>/blobs/<alg>/<hex[:2]>/<hex>; uploads are written under
+// <root>/uploads/ and moved into place when complete, so a reader never
+// finds a partial object under a digest's name (and if it did, the cache
+// verifies every byte it reads from the tier).
+type DriverTier struct {
+	d    storagedriver.StorageDriver
+	root string
+}
+
+// NewDriverTier uses d with objects under root ("" means "/tollgate").
+func NewDriverTier(d storagedriver.StorageDriver, root string) *DriverTier {
+	if root == "" {
+		root = "/tollgate"
+	}
+	return &DriverTier{d: d, root: path.Clean("/" + root)}
+}
+
+// OpenDriverTier creates the named storage driver ("filesystem", or "s3",
+// "gcs", "azure" when the binary imports them) with its distribution
+// parameters, e.g. {"rootdirectory": "/mnt/shared/tollgate"} or
+// {"bucket": ..., "region": ...}.
+func OpenDriverTier(ctx context.Context, name string, params map[string]any) (*DriverTier, error) {
+	d, err := factory.Create(ctx, name, params)
+	if err != nil {
+		return nil, fmt.Errorf("cache: shared tier driver %q: %w", name, err)
+	}
+	return NewDriverTier(d, ""), nil
+}
+
+func (t *DriverTier) path(d digest.Digest) string {
+	h := d.Encoded()
+	return path.Join(t.root, "blobs", string(d.Algorithm()), h[:2], h)
+}
+
+func notFound(err error) bool {
+	var pnf storagedriver.PathNotFoundError
+	return errors.As(err, &pnf)
+}
+
+// Stat implements SharedTier.
+func (t *DriverTier) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	fi, err := t.d.Stat(ctx, t.path(d))
+	if err != nil {
+		if notFound(err) {
+			return 0, fmt.Errorf("shared tier: %s: %w", d, ErrNotFound)
+		}
+		return 0, fmt.Errorf("shared tier: stat %s: %w", d, err)
+	}
+	if fi.IsDir() {
+		return 0, fmt.Errorf("shared tier: %s: %w", d, ErrNotFound)
+	}
+	return fi.Size(), nil
+}
+
+// Open implements SharedTier.
+func (t *DriverTier) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	rc, err := t.d.Reader(ctx, t.path(d), 0)
+	if err != nil {
+		if notFound(err) {
+			return nil, fmt.Errorf("shared tier: %s: %w", d, ErrNotFound)
+		}
+		return nil, fmt.Errorf("shared tier: read %s: %w", d, err)
+	}
+	return rc, nil
+}
+
+// Put implements SharedTier.
+func (t *DriverTier) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(t.root, "uploads", hex.EncodeToString(rnd[:]))
+	w, err := t.d.Writer(ctx, tmp, false)
+	if err != nil {
+		return fmt.Errorf("shared tier: upload %s: %w", d, err)
+	}
+	n, err := io.Copy(w, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("%w: copied %d of %d bytes", ErrSizeMismatch, n, size)
+	}
+	if err == nil {
+		err = w.Commit(ctx)
+	}
+	if err != nil {
+		_ = w.Cancel(ctx)
+		_ = w.Close()
+		_ = t.d.Delete(ctx, tmp)
+		return fmt.Errorf("shared tier: upload %s: %w", d, err)
+	}
+	if err := w.Close(); err != nil {
+		_ = t.d.Delete(ctx, tmp)
+		return fmt.Errorf("shared tier: upload %s: %w", d, err)
+	}
+	if err := t.d.Move(ctx, tmp, t.path(d)); err != nil {
+		_ = t.d.Delete(ctx, tmp)
+		return fmt.Errorf("shared tier: upload %s: %w", d, err)
+	}
+	return nil
+}
+
+// Delete implements SharedTier.
+func (t *DriverTier) Delete(ctx context.Context, d digest.Digest) error {
+	if err := t.d.Delete(ctx, t.path(d)); err != nil && !notFound(err) {
+		return fmt.Errorf("shared tier: delete %s: %w", d, err)
+	}
+	return nil
+}
