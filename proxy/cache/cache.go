@@ -51,9 +51,9 @@ type Options struct {
 	// Dir is the cache directory, created 0700 if missing. One process at a
 	// time may use it (a lock file inside enforces this).
 	Dir string
-	// MaxSize is the budget in bytes for verified content; past it the
-	// least-recently-used content that no reader holds open is evicted.
-	// 0 means no limit.
+	// MaxSize is the disk budget in bytes: committed content plus the
+	// announced size of fills in progress. Past it the least-recently-used
+	// content that no reader holds open is evicted. 0 means no limit.
 	MaxSize int64
 	// FillIdleTimeout aborts a fill when the upstream sends no data for this
 	// long (including waiting for the response). Default 1 minute.
@@ -85,7 +85,10 @@ type Cache struct {
 	entries map[digest.Digest]*entry
 	lru     *list.List // of *entry, most recently used at the front
 	total   int64      // bytes of committed content
-	fills   map[digest.Digest]*fill
+	// reserved is the announced size of fills in progress: eviction makes
+	// room for them before they are written, so MaxSize bounds the disk.
+	reserved int64
+	fills    map[digest.Digest]*fill
 
 	stats counters
 }
@@ -133,6 +136,10 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	if err := securefile.MkdirPrivate(dir); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if exposed, mode, err := securefile.CheckPrivate(dir); err == nil && exposed {
+		opts.Logger.Warn("cache: directory is readable by other users; it can hold private images (chmod 700 it)",
+			"dir", dir, "mode", mode.String())
 	}
 	lctx, lcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	lock, err := securefile.LockFile(lctx, filepath.Join(dir, "lock"))

@@ -164,6 +164,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			data := randomBytes(t, 1<<20)
 			d := u.add(data)
 			u.setFault(tc.fault)
+			u.hold(1000) // both readers join before the fill can fail
 			dir := t.TempDir()
 			c := openCache(t, dir, Options{})
 
@@ -177,6 +178,7 @@ func TestBadUpstreamNeverCommitted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			u.release()
 			got, err := io.ReadAll(r1)
 			if !errors.Is(err, ErrFillFailed) || !errors.Is(err, tc.want) {
 				t.Fatalf("ReadAll error = %v, want ErrFillFailed and %v", err, tc.want)
@@ -400,5 +402,62 @@ func assertEmptyDir(t *testing.T, dir string) {
 			names = append(names, e.Name())
 		}
 		t.Fatalf("%s not empty: %v", dir, names)
+	}
+}
+
+// A repository the upstream refuses starts a fill; a repository it allows
+// joins it and must not inherit the refusal.
+func TestJoinerDoesNotInheritOtherRepositoryRefusal(t *testing.T) {
+	u := newUpstream(t)
+	data := randomBytes(t, 64<<10)
+	d := u.add(data)
+	u.setRepos(map[string]map[digest.Digest]bool{"b/app": {d: true}})
+	u.denyGate = make(chan struct{})
+	c := openCache(t, t.TempDir(), Options{})
+
+	errA := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(context.Background(), host, "a/app", d, -1, u.source("a/app", d))
+		errA <- err
+	}()
+	waitFor(t, func() bool { return c.Exists(d) }) // a/app's fill is waiting for its 404
+	type result struct {
+		b   []byte
+		err error
+	}
+	resB := make(chan result, 1)
+	go func() {
+		r, err := c.Fetch(context.Background(), host, "b/app", d, -1, u.source("b/app", d))
+		if err != nil {
+			resB <- result{nil, err}
+			return
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		resB <- result{b, err}
+	}()
+	waitFor(t, func() bool { return c.Stats().Joins == 1 }) // b/app checked and joined
+	close(u.denyGate)
+	if err := <-errA; !errors.Is(err, errUpstreamStatus) {
+		t.Fatalf("a/app: %v, want the upstream's refusal", err)
+	}
+	res := <-resB
+	if res.err != nil || !bytes.Equal(res.b, data) {
+		t.Fatalf("b/app inherited a/app's failure: %v", res.err)
+	}
+	waitFills(t, c)
+	if !c.Has(host, "b/app", d) || c.Has(host, "a/app", d) {
+		t.Fatal("wrong links")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for condition")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

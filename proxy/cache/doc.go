@@ -67,9 +67,14 @@
 //   - Memory: one 256 KiB buffer per fill, none per reader beyond the
 //     caller's; independent of blob size and reader count.
 //   - Eviction: past Options.MaxSize, least-recently-used content no reader
-//     holds open is removed (a fill in progress never is). Access order is
+//     holds open is removed (a fill in progress never is). Room is made for
+//     a fill of announced size before it is written, so MaxSize bounds the
+//     disk. Access order is
 //     kept in memory; the file mtime is refreshed at most every 10 minutes
 //     so the order survives a restart without a write per read.
+//
+// Verify re-hashes all committed content and removes what no longer matches
+// (for an operator who suspects the disk; not needed after a crash).
 //
 // # Metrics
 //

@@ -6,8 +6,8 @@ import (
 )
 
 // evict removes least-recently-used entries that no reader holds until the
-// committed total is within MaxSize. Fills in progress are not entries, so
-// they are never evicted.
+// committed total plus the announced size of fills in progress is within
+// MaxSize. Fills in progress are not entries, so they are never evicted.
 //
 // Under the lock a victim is dropped from the index, its links removed and
 // its file renamed into tmp/; the (possibly slow) unlink of the data happens
@@ -20,7 +20,7 @@ func (c *Cache) evict() {
 	}
 	var trash []string
 	c.mu.Lock()
-	for el := c.lru.Back(); el != nil && c.total > c.opts.MaxSize; {
+	for el := c.lru.Back(); el != nil && c.total+c.reserved > c.opts.MaxSize; {
 		e := el.Value.(*entry)
 		prev := el.Prev()
 		if e.refs == 0 {

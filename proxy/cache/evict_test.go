@@ -254,3 +254,39 @@ func TestServeContentRanges(t *testing.T) {
 		t.Fatalf("GETs = %d", u.gets.Load())
 	}
 }
+
+// Room is made for a fill of announced size before it is written, so
+// MaxSize bounds the disk, not just committed content.
+func TestEvictionReservesRoomForFills(t *testing.T) {
+	u := newUpstream(t)
+	const size = 100 << 10
+	var ds []digest.Digest
+	var data [][]byte
+	for range 4 {
+		b := randomBytes(t, size)
+		data = append(data, b)
+		ds = append(ds, u.add(b))
+	}
+	c := openCache(t, t.TempDir(), Options{MaxSize: 3 * size})
+	for i := range 3 {
+		fetchAll(t, c, u, ds[i], data[i])
+	}
+	u.hold(1000)
+	r, err := c.Fetch(context.Background(), host, repo, ds[3], -1, u.source(repo, ds[3]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The upstream has sent 1000 bytes, yet the LRU blob is already gone.
+	if st := c.Stats(); st.Size != 2*size || st.Evictions != 1 || c.Has(host, repo, ds[0]) {
+		t.Fatalf("no room made before the fill: %+v", st)
+	}
+	u.release()
+	if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, data[3]) {
+		t.Fatalf("fill: %v", err)
+	}
+	waitFills(t, c)
+	if st := c.Stats(); st.Size != 3*size || st.Evictions != 1 {
+		t.Fatalf("after commit: %+v", st)
+	}
+}

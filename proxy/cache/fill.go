@@ -52,8 +52,9 @@ func (u Upstream) check(ctx context.Context) error {
 // describe the bytes written so far; scopes, readers and entry are guarded
 // by Cache.mu.
 type fill struct {
-	d   digest.Digest
-	tmp string
+	d     digest.Digest
+	owner scope // the repository whose Upstream.Open the fill uses
+	tmp   string
 
 	started chan struct{} // closed once the source is open (or failed to open)
 	openErr error         // set before started is closed
@@ -65,9 +66,20 @@ type fill struct {
 	err     error         // final error, nil on commit
 	wake    chan struct{} // closed and cleared on progress; made by a waiting reader
 
-	scopes  map[scope]struct{} // repositories to link on commit (Cache.mu)
-	readers int                // open streaming readers (Cache.mu)
-	entry   *entry             // set at commit (Cache.mu)
+	scopes   map[scope]struct{} // repositories to link on commit (Cache.mu)
+	reserved int64              // counted in Cache.reserved (Cache.mu)
+	readers  int                // open streaming readers (Cache.mu)
+	entry    *entry             // set at commit (Cache.mu)
+}
+
+// openFailed reports whether the fill's source failed to open.
+func (f *fill) openFailed() bool {
+	select {
+	case <-f.started:
+		return f.openErr != nil
+	default:
+		return false
+	}
 }
 
 // progress publishes n more bytes written.
@@ -110,7 +122,9 @@ func (f *fill) finish(err error) {
 // completion (or to its timeouts) and commits for later callers.
 //
 // A streaming reader's final Read returns ErrFillFailed (wrapping the cause)
-// instead of io.EOF if the fill does not verify; see Reader.
+// instead of io.EOF if the fill does not verify; see Reader. A caller that
+// joins a fill which fails before its reader is open gets that error from
+// Fetch itself.
 func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, size int64, up Upstream) (*Reader, error) {
 	s, err := newScope(host, repo)
 	if err != nil {
@@ -171,11 +185,18 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 			f.readers++
 			c.mu.Unlock()
 			c.stats.joins.Add(1)
-			return c.streamReader(ctx, f)
+			r, err := c.streamReader(ctx, f)
+			if err != nil && f.owner != s && f.openFailed() {
+				// The upstream refused the repository that started the
+				// fill; this one may still read the blob: try on its own.
+				continue
+			}
+			return r, err
 		}
 		// Miss: start the one fill for d.
 		f := &fill{
 			d:       d,
+			owner:   s,
 			size:    size,
 			started: make(chan struct{}),
 			scopes:  map[scope]struct{}{s: {}},
@@ -262,6 +283,8 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		}
 		c.mu.Lock()
 		delete(c.fills, f.d)
+		c.reserved -= f.reserved
+		f.reserved = 0
 		c.mu.Unlock()
 		if f.tmp != "" {
 			_ = os.Remove(f.tmp)
@@ -302,6 +325,13 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	f.mu.Lock()
 	f.size = size
 	f.mu.Unlock()
+	if size > 0 && c.opts.MaxSize > 0 {
+		c.mu.Lock()
+		f.reserved = size
+		c.reserved += size
+		c.mu.Unlock()
+		c.evict() // make room before writing
+	}
 	close(f.started)
 
 	h := f.d.Algorithm().Hash()
@@ -394,6 +424,8 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	e.refs += f.readers
 	f.entry = e
 	delete(c.fills, f.d)
+	c.reserved -= f.reserved
+	f.reserved = 0
 	c.mu.Unlock()
 
 	for _, l := range newLinks {

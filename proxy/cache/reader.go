@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -199,8 +200,8 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 		r.c.stats.bytesServed.Add(n)
 		return n, err
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
 	buf := *bp
 	var total int64
 	for {
@@ -220,6 +221,10 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 }
+
+// copyBufPool holds WriteTo's buffers for streaming readers: small, since
+// there is one per client.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readSome reads what is available at off: at most one short read.
 func (r *Reader) readSome(p []byte, off int64) (int, error) {
@@ -322,7 +327,7 @@ func (r *Reader) Close() error {
 	} else {
 		r.entry.refs--
 	}
-	over := c.opts.MaxSize > 0 && c.total > c.opts.MaxSize
+	over := c.opts.MaxSize > 0 && c.total+c.reserved > c.opts.MaxSize
 	c.mu.Unlock()
 	if over {
 		c.evict()

@@ -37,6 +37,9 @@ type testUpstream struct {
 	// fault: "" | "corrupt" (flip a byte) | "truncate" (send half, then cut)
 	// | "stall" (headers, then nothing).
 	fault string
+	// denyGate, when set, holds refused GETs (404) until closed. Set it
+	// before the server gets requests.
+	denyGate chan struct{}
 
 	gets  atomic.Int32
 	heads atomic.Int32
@@ -73,6 +76,9 @@ func (u *testUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		u.gets.Add(1)
 	}
 	if !ok {
+		if dg := u.denyGate; dg != nil && r.Method == http.MethodGet {
+			<-dg
+		}
 		http.Error(w, "blob unknown", http.StatusNotFound)
 		return
 	}
@@ -91,11 +97,9 @@ func (u *testUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fault == "truncate" {
-		_, _ = w.Write(data[:len(data)/2])
-		fl.Flush()
-		// Returning with fewer bytes than Content-Length makes net/http
-		// close the connection: the client sees an unexpected EOF.
-		return
+		// Sending fewer bytes than Content-Length makes net/http close the
+		// connection: the client sees an unexpected EOF.
+		data = data[:len(data)/2]
 	}
 	first := len(data)
 	if gate != nil && gateAfter < first {
