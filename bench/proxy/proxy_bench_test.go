@@ -26,6 +26,7 @@ var (
 	linkMbit = flag.Float64("link-mbit", 1000, "speed of the relay between the pullers and the upstream, Mbit/s")
 	clients  = flag.Int("clients", 20, "concurrent clients for the concurrent cold pulls")
 	parallel = flag.Int("parallel", 3, "blob downloads at a time per client (docker: 3)")
+	verify   = flag.Bool("verify", true, "hash every blob in the client, as engines do; -verify=false measures what the proxy serves without the client's sha256 on the same 2 cores")
 	dist3    = flag.String("distribution3", "", "path of distribution v3's registry binary, to compare with it too "+
 		"(GOBIN=DIR go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)")
 )
@@ -69,7 +70,11 @@ func pullOnce(b *testing.B, base, repo, ref string) PullResult {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	r, err := Pull(ctx, newClient(), base, repo, ref, *parallel)
+	pullFn := Pull
+	if !*verify {
+		pullFn = PullUnverified
+	}
+	r, err := pullFn(ctx, newClient(), base, repo, ref, *parallel)
 	if err != nil {
 		b.Fatalf("pull %s/%s:%s: %v", base, repo, ref, err)
 	}
