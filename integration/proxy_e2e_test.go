@@ -686,3 +686,32 @@ func TestProxyHTTPSemantics(t *testing.T) {
 		}
 	})
 }
+
+// TestProxyRestartKeepsWarmCache: the cache survives a clean restart; with
+// the upstream gone, the restarted proxy serves the tag, the digest and the
+// index it cached before.
+func TestProxyRestartKeepsWarmCache(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 3*time.Minute)
+	bin := harness.BuildBinaries(t)
+	up := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
+	img := up.reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 2})
+	idx := up.reg.SeedIndex(t, "team/multi", "v1", harness.ImageSpec{Layers: 1})
+	cfg := harness.ProxyConfig{
+		Allowlist: []string{pubHost},
+		Upstreams: map[string]string{pubHost: up.rec.URL},
+	}
+	px := harness.StartProxy(t, bin, cfg)
+	sk := harness.NewSkopeo(t)
+	pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/team/app:v1", img)
+	pullIndex(ctx, t, sk, px.Host+"/"+pubHost+"/team/multi:v1", idx)
+	px.Stop()
+	up.reg.Stop()
+
+	cfg.CacheDir = px.CacheDir
+	px2 := harness.StartProxy(t, bin, cfg)
+	base := px2.Host + "/" + pubHost
+	pullImage(ctx, t, sk, base+"/team/app:v1", img)
+	pullImage(ctx, t, sk, base+"/team/app@"+img.Digest, img)
+	pullIndex(ctx, t, sk, base+"/team/multi:v1", idx)
+}
