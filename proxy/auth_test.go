@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spacelift-io/tollgate/config"
 )
@@ -165,6 +166,9 @@ func TestBearerTokenReusedPerRepository(t *testing.T) {
 	}
 	if !strings.HasPrefix(auth[0], "Basic ") {
 		t.Fatalf("the token service (same host as the registry) did not get the login: %q", auth[0])
+	}
+	if got := testutil.ToFloat64(p.srv.metrics.tokenRequests.WithLabelValues(testHost)); got != 1 {
+		t.Fatalf("token requests metric %v, want 1", got)
 	}
 }
 
