@@ -166,14 +166,17 @@ func TestProxyContainerdMirrorNamespace(t *testing.T) {
 	up := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
 	img := up.reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 2})
 	idx := up.reg.SeedIndex(t, "team/multi", "v1", harness.ImageSpec{Layers: 1})
+	// Docker Hub through the same mirror: docker.io is an upstream too.
+	hub := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
+	alpine := hub.reg.SeedImage(t, "library/alpine", "3.20", harness.ImageSpec{Layers: 1})
 	px := harness.StartProxy(t, bin, harness.ProxyConfig{
-		Allowlist: []string{pubHost},
-		Upstreams: map[string]string{pubHost: up.rec.URL},
+		Allowlist: []string{pubHost, "docker.io"},
+		Upstreams: map[string]string{pubHost: up.rec.URL, "docker.io": hub.rec.URL},
 	})
 	// The proxy itself records nothing; put a recorder in front of it to see ?ns=.
 	front := harness.StartRecorder(t, px.URL, harness.RecorderOptions{})
-	hosts := harness.HostsDir(t, pubHost, front.URL)
-	for _, ref := range []string{pubHost + "/team/app:v1", pubHost + "/team/multi:v1"} {
+	hosts := harness.HostsDir(t, pubHost, front.URL, "docker.io")
+	for _, ref := range []string{pubHost + "/team/app:v1", pubHost + "/team/multi:v1", "docker.io/library/alpine:3.20"} {
 		if _, err := ctrd.Ctr(ctx, "image", "pull", "--hosts-dir", hosts, "--snapshotter", "native", ref); err != nil {
 			t.Fatalf("ctr image pull %s through the proxy: %v", ref, err)
 		}
@@ -182,7 +185,12 @@ func TestProxyContainerdMirrorNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{img.Digest, idx.Digest} {
+	if len(hub.rec.Requests()) == 0 || !slices.ContainsFunc(front.Requests(), func(r harness.RecordedRequest) bool {
+		return strings.Contains(r.RawQuery, "ns=docker.io")
+	}) {
+		t.Error("the docker.io pull did not go through the proxy with ?ns=docker.io to the docker.io upstream")
+	}
+	for _, d := range []string{img.Digest, idx.Digest, alpine.Digest} {
 		if !strings.Contains(list, d) {
 			t.Errorf("ctr image ls lacks %s:\n%s", d, list)
 		}
@@ -685,4 +693,33 @@ func TestProxyHTTPSemantics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestProxyRestartKeepsWarmCache: the cache survives a clean restart; with
+// the upstream gone, the restarted proxy serves the tag, the digest and the
+// index it cached before.
+func TestProxyRestartKeepsWarmCache(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 3*time.Minute)
+	bin := harness.BuildBinaries(t)
+	up := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
+	img := up.reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 2})
+	idx := up.reg.SeedIndex(t, "team/multi", "v1", harness.ImageSpec{Layers: 1})
+	cfg := harness.ProxyConfig{
+		Allowlist: []string{pubHost},
+		Upstreams: map[string]string{pubHost: up.rec.URL},
+	}
+	px := harness.StartProxy(t, bin, cfg)
+	sk := harness.NewSkopeo(t)
+	pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/team/app:v1", img)
+	pullIndex(ctx, t, sk, px.Host+"/"+pubHost+"/team/multi:v1", idx)
+	px.Stop()
+	up.reg.Stop()
+
+	cfg.CacheDir = px.CacheDir
+	px2 := harness.StartProxy(t, bin, cfg)
+	base := px2.Host + "/" + pubHost
+	pullImage(ctx, t, sk, base+"/team/app:v1", img)
+	pullImage(ctx, t, sk, base+"/team/app@"+img.Digest, img)
+	pullIndex(ctx, t, sk, base+"/team/multi:v1", idx)
 }

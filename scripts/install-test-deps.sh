@@ -47,8 +47,17 @@ elif ((${#missing[@]} > 0)); then
 	trap cleanup_policy EXIT
 	# Other processes on a shared machine may hold the dpkg lock for a while.
 	apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-	apt-get "${apt_opts[@]}" update -qq
-	apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# A mirror hiccup should not fail a CI run: three tries, a pause between.
+	retry() {
+		local n
+		for n in 1 2 3; do
+			"$@" && return 0
+			((n < 3)) && { log "attempt $n of: $* failed; retrying"; sleep $((n * 10)); }
+		done
+		return 1
+	}
+	retry apt-get "${apt_opts[@]}" update -qq
+	retry apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	cleanup_policy
 	trap - EXIT
 fi

@@ -26,6 +26,9 @@ var (
 	linkMbit = flag.Float64("link-mbit", 1000, "speed of the relay between the pullers and the upstream, Mbit/s")
 	clients  = flag.Int("clients", 20, "concurrent clients for the concurrent cold pulls")
 	parallel = flag.Int("parallel", 3, "blob downloads at a time per client (docker: 3)")
+	verify   = flag.Bool("verify", true, "hash every blob in the client, as engines do; -verify=false measures what the proxy serves without the client's sha256 on the same 2 cores")
+	dist3    = flag.String("distribution3", "", "path of distribution v3's registry binary, to compare with it too "+
+		"(GOBIN=DIR go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)")
 )
 
 const upstreamHost = "registry.test"
@@ -67,7 +70,11 @@ func pullOnce(b *testing.B, base, repo, ref string) PullResult {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	r, err := Pull(ctx, newClient(), base, repo, ref, *parallel)
+	pullFn := Pull
+	if !*verify {
+		pullFn = PullUnverified
+	}
+	r, err := pullFn(ctx, newClient(), base, repo, ref, *parallel)
 	if err != nil {
 		b.Fatalf("pull %s/%s:%s: %v", base, repo, ref, err)
 	}
@@ -111,8 +118,8 @@ func (e *env) startTollgate(b *testing.B) *harness.Proxy {
 	})
 }
 
-func (e *env) startDistribution(b *testing.B) *harness.Registry {
-	return harness.StartRegistry(b, harness.RegistryOptions{ProxyRemoteURL: "http://" + e.relay.Addr})
+func (e *env) startDistribution(b *testing.B, binary string) *harness.Registry {
+	return harness.StartRegistry(b, harness.RegistryOptions{ProxyRemoteURL: "http://" + e.relay.Addr, Binary: binary})
 }
 
 // waitStored waits until distribution's background fill has stored every
@@ -175,33 +182,6 @@ func BenchmarkProxyPull(b *testing.B) {
 		}
 	})
 
-	b.Run("distribution-cold", func(b *testing.B) {
-		b.SetBytes(e.img.LayerBytes)
-		for range b.N {
-			b.StopTimer()
-			reg := e.startDistribution(b)
-			before := e.blobGets()
-			b.StartTimer()
-			pullOnce(b, reg.URL, repo, tag)
-			b.StopTimer()
-			e.waitStored(b, reg)
-			b.ReportMetric(e.fetchesPerBlob(before), "upstream-GETs/blob")
-			reg.Stop()
-			b.StartTimer()
-		}
-	})
-
-	b.Run("distribution-warm", func(b *testing.B) {
-		b.SetBytes(e.img.LayerBytes)
-		reg := e.startDistribution(b)
-		pullOnce(b, reg.URL, repo, tag)
-		e.waitStored(b, reg)
-		b.ResetTimer()
-		for range b.N {
-			pullOnce(b, reg.URL, repo, tag)
-		}
-	})
-
 	b.Run(fmt.Sprintf("tollgate-cold-%dclients", *clients), func(b *testing.B) {
 		b.SetBytes(e.img.LayerBytes * int64(*clients))
 		for range b.N {
@@ -222,22 +202,55 @@ func BenchmarkProxyPull(b *testing.B) {
 		}
 	})
 
-	b.Run(fmt.Sprintf("distribution-cold-%dclients", *clients), func(b *testing.B) {
-		b.SetBytes(e.img.LayerBytes * int64(*clients))
-		for range b.N {
-			b.StopTimer()
-			reg := e.startDistribution(b)
-			before := e.blobGets()
-			b.StartTimer()
-			pullConcurrently(b, *clients, reg.URL, repo, tag)
-			b.StopTimer()
-			e.waitStored(b, reg)
-			b.ReportMetric(e.fetchesPerBlob(before), "upstream-GETs/blob")
-			if rss, err := PeakRSS(reg.Process.Cmd.Process.Pid); err == nil {
-				b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+	dists := []struct{ name, binary string }{{"distribution", ""}}
+	if *dist3 != "" {
+		dists = append(dists, struct{ name, binary string }{"distribution3", *dist3})
+	}
+	for _, dist := range dists {
+		b.Run(dist.name+"-cold", func(b *testing.B) {
+			b.SetBytes(e.img.LayerBytes)
+			for range b.N {
+				b.StopTimer()
+				reg := e.startDistribution(b, dist.binary)
+				before := e.blobGets()
+				b.StartTimer()
+				pullOnce(b, reg.URL, repo, tag)
+				b.StopTimer()
+				e.waitStored(b, reg)
+				b.ReportMetric(e.fetchesPerBlob(before), "upstream-GETs/blob")
+				reg.Stop()
+				b.StartTimer()
 			}
-			reg.Stop()
-			b.StartTimer()
-		}
-	})
+		})
+
+		b.Run(dist.name+"-warm", func(b *testing.B) {
+			b.SetBytes(e.img.LayerBytes)
+			reg := e.startDistribution(b, dist.binary)
+			pullOnce(b, reg.URL, repo, tag)
+			e.waitStored(b, reg)
+			b.ResetTimer()
+			for range b.N {
+				pullOnce(b, reg.URL, repo, tag)
+			}
+		})
+
+		b.Run(fmt.Sprintf("%s-cold-%dclients", dist.name, *clients), func(b *testing.B) {
+			b.SetBytes(e.img.LayerBytes * int64(*clients))
+			for range b.N {
+				b.StopTimer()
+				reg := e.startDistribution(b, dist.binary)
+				before := e.blobGets()
+				b.StartTimer()
+				pullConcurrently(b, *clients, reg.URL, repo, tag)
+				b.StopTimer()
+				e.waitStored(b, reg)
+				b.ReportMetric(e.fetchesPerBlob(before), "upstream-GETs/blob")
+				if rss, err := PeakRSS(reg.Process.Cmd.Process.Pid); err == nil {
+					b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
+				}
+				reg.Stop()
+				b.StartTimer()
+			}
+		})
+	}
 }

@@ -80,26 +80,28 @@ func (c *Containerd) Ctr(ctx context.Context, args ...string) (string, error) {
 }
 
 // HostsDir writes a containerd hosts directory in which registryHost (as
-// it appears in image references, e.g. registry.test or docker.io) is
-// pulled through mirrorURL (http://127.0.0.1:PORT) only: its server is set
-// to the mirror too, so a failing mirror never makes containerd go to the
-// real host. containerd adds ?ns=<registryHost> to mirror requests.
-// It returns the directory to pass as `ctr image pull --hosts-dir`.
-func HostsDir(t testing.TB, registryHost, mirrorURL string) string {
+// it appears in image references, e.g. registry.test or docker.io), and
+// each of moreHosts, is pulled through mirrorURL (http://127.0.0.1:PORT)
+// only: the server is set to the mirror too, so a failing mirror never
+// makes containerd go to the real host. containerd adds ?ns=<host> to
+// mirror requests. It returns the directory to pass as
+// `ctr image pull --hosts-dir`.
+func HostsDir(t testing.TB, registryHost, mirrorURL string, moreHosts ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	hostDir := filepath.Join(dir, registryHost)
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	toml := fmt.Sprintf(`server = %q
 
 [host.%q]
   capabilities = ["pull", "resolve"]
-  skip_verify = true
 `, mirrorURL, mirrorURL)
-	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
+	for _, h := range append([]string{registryHost}, moreHosts...) {
+		hostDir := filepath.Join(dir, h)
+		if err := os.MkdirAll(hostDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }

@@ -26,6 +26,11 @@ type RegistryOptions struct {
 	ProxyUsername, ProxyPassword string
 	// ReadOnly sets storage.maintenance.readonly, which refuses pushes.
 	ReadOnly bool
+	// Binary is the registry program: "docker-registry" (Debian's
+	// distribution 2.8, the default) or the path of another build of
+	// distribution's registry with the same `serve config.yml` interface,
+	// such as distribution v3's cmd/registry.
+	Binary string
 }
 
 // Registry is a running Debian docker-registry on 127.0.0.1.
@@ -46,7 +51,11 @@ type Registry struct {
 // process's stdout; see Requests and BlobGets.
 func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	t.Helper()
-	RequireCommands(t, "docker-registry")
+	bin := opts.Binary
+	if bin == "" {
+		bin = "docker-registry"
+	}
+	RequireCommands(t, bin)
 	if opts.Username != "" {
 		RequireCommands(t, "htpasswd")
 	}
@@ -65,9 +74,10 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 		if err := os.WriteFile(cfg, []byte(registryConfig(dir, r.Host, opts)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("docker-registry", "serve", cfg)
-		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
-		r.Process = StartProcess(t, fmt.Sprintf("docker-registry-%d", port), dir, cmd)
+		cmd := exec.Command(bin, "serve", cfg)
+		// distribution v3 exports OpenTelemetry traces to localhost by default.
+		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+		r.Process = StartProcess(t, fmt.Sprintf("%s-%d", filepath.Base(bin), port), dir, cmd)
 		if err := waitHTTP(r.Process, r.URL+"/v2/", 20*time.Second); err != nil {
 			_, stderr := r.Process.Output()
 			if attempt < 3 && strings.Contains(stderr, "address already in use") {
