@@ -2,7 +2,7 @@ package proxybench
 
 // needs: docker-registry (Debian, distribution 2.8)
 //
-// Run (figures and machine in bench/proxy.md):
+// Run (figures and machine in BENCHMARKS.md):
 //
 //	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/proxy/
 //
