@@ -62,6 +62,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 		t.Fatal(err)
 	}
 	cmd := exec.Command("containerd", "--config", cfgPath, "--log-level", "info")
+	cmd.Env = append(os.Environ(), LoopbackOnlyEnv()...)
 	c.Process = StartProcess(t, "containerd", dir, cmd)
 	c.Process.WaitFor(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -76,7 +77,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 // Pulls should name the snapshotter: `image pull --snapshotter native`.
 func (c *Containerd) Ctr(ctx context.Context, args ...string) (string, error) {
 	full := append([]string{"--address", c.Address, "--namespace", c.Namespace}, args...)
-	return Run(ctx, nil, "ctr", full...)
+	// ctr pulls in its own process (the transfer happens client side).
+	return Run(ctx, append(os.Environ(), LoopbackOnlyEnv()...), "ctr", full...)
 }
 
 // HostsDir writes a containerd hosts directory in which registryHost (as

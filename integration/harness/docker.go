@@ -89,7 +89,7 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 		"--containerd-namespace", "tollgate-dockerd",
 		"--containerd-plugins-namespace", "tollgate-dockerd-plugins",
 	)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(dir, "daemon-home"))
+	cmd.Env = append(append(os.Environ(), LoopbackOnlyEnv()...), "DOCKER_CONFIG="+filepath.Join(dir, "daemon-home"))
 	d.Process = StartProcess(t, "dockerd", dir, cmd)
 	d.Process.WaitFor(t, 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -56,6 +56,10 @@ func (s *Skopeo) WriteAuthFile(t testing.TB, v any) {
 }
 
 // Run runs skopeo with the global flags that isolate it, then args.
+// Nothing it does can leave loopback: the empty registries.conf is passed
+// with --registries-conf (skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF),
+// and every non-loopback request goes to a proxy address where nothing
+// listens, so even a mistyped reference fails here instead of reaching out.
 func (s *Skopeo) Run(ctx context.Context, args ...string) (string, error) {
 	env := append(os.Environ(),
 		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(s.dir, "registries.conf"),
@@ -63,9 +67,23 @@ func (s *Skopeo) Run(ctx context.Context, args ...string) (string, error) {
 		"TMPDIR="+filepath.Join(s.dir, "tmp"),
 		"HOME="+s.dir,
 	)
+	env = append(env, LoopbackOnlyEnv()...)
 	env = append(env, s.Env...)
-	full := append([]string{"--insecure-policy", "--tmpdir", filepath.Join(s.dir, "tmp")}, args...)
+	full := append([]string{"--insecure-policy", "--registries-conf", filepath.Join(s.dir, "registries.conf"),
+		"--tmpdir", filepath.Join(s.dir, "tmp")}, args...)
 	return Run(ctx, env, "skopeo", full...)
+}
+
+// LoopbackOnlyEnv sends a client's non-loopback HTTP(S) requests to a proxy
+// on a loopback port where nothing listens, so they fail at once without
+// leaving the machine (Go and containers/image honour these variables).
+func LoopbackOnlyEnv() []string {
+	const dead = "http://127.0.0.1:9"
+	const local = "127.0.0.1,localhost,::1,127.0.0.0/8"
+	return []string{
+		"HTTP_PROXY=" + dead, "HTTPS_PROXY=" + dead, "http_proxy=" + dead, "https_proxy=" + dead,
+		"NO_PROXY=" + local, "no_proxy=" + local,
+	}
 }
 
 // Copy copies src to dst (transport:reference, e.g. docker://127.0.0.1:5000/a/b:1
