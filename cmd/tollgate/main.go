@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +46,19 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	return c.run(ctx, args[1:], stdout, stderr)
+}
+
+// parseFlags parses a subcommand's flags. done reports that the command
+// must stop with code: 0 after -h (the usage was printed), 2 on a bad flag
+// (the flag package said what is wrong).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	return 0, false
 }
 
 func usage(w io.Writer) {

@@ -65,11 +65,8 @@ flags:
 `, dockerconfig.EnvConfigDir)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return refreshOK
-		}
-		return refreshUsage
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "tollgate refresh: "+format+"\n", a...)
