@@ -723,3 +723,39 @@ func TestProxyRestartKeepsWarmCache(t *testing.T) {
 	pullImage(ctx, t, sk, base+"/team/app@"+img.Digest, img)
 	pullIndex(ctx, t, sk, base+"/team/multi:v1", idx)
 }
+
+// TestProxyDockerRegistryMirror: the Docker engine with the proxy as its
+// Docker Hub mirror (daemon registry-mirrors) pulls short names through it.
+// dockerd reaches nothing but loopback (harness.LoopbackOnlyEnv), so the
+// pull can only succeed through the mirror, never from Docker Hub itself.
+func TestProxyDockerRegistryMirror(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t, 3*time.Minute)
+	bin := harness.BuildBinaries(t)
+	hub := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
+	official := hub.reg.SeedImage(t, "library/tgmirror", "1", harness.ImageSpec{Layers: 2})
+	px := harness.StartProxy(t, bin, harness.ProxyConfig{
+		Allowlist: []string{"docker.io"},
+		Upstreams: map[string]string{"docker.io": hub.rec.URL},
+	})
+	d := harness.StartDocker(t, harness.DockerOptions{RegistryMirrors: []string{px.URL}})
+	if _, err := d.Run(ctx, "pull", "tgmirror:1"); err != nil {
+		t.Fatalf("docker pull tgmirror:1 through the mirror: %v", err)
+	}
+	digests, err := d.RepoDigests(ctx, "tgmirror:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "tgmirror@" + official.Digest; !slices.Contains(digests, want) {
+		t.Errorf("docker recorded %v, want %s", digests, want)
+	}
+	sawManifest := false
+	for _, r := range hub.rec.Requests() {
+		if strings.HasPrefix(r.Path, "/v2/library/tgmirror/manifests/") {
+			sawManifest = true
+		}
+	}
+	if !sawManifest {
+		t.Error("the upstream saw no manifest request for library/tgmirror: the pull did not go through the proxy")
+	}
+}
