@@ -833,3 +833,29 @@ func TestECREndpointRefusingIsUnreachable(t *testing.T) {
 		t.Fatalf("a refused connection should say the endpoint cannot be reached: %v", err)
 	}
 }
+
+// A credential_process whose output the SDK cannot parse gets that whole
+// output, secret key and session token included, quoted in the SDK's error.
+// Neither the engine's error nor its log (at debug level) may carry it.
+func TestCredentialProcessOutputNotLogged(t *testing.T) {
+	awsEnv(t, fakeaws.Options{})
+	script := filepath.Join(t.TempDir(), "creds.sh")
+	out := `{"Version":"1","AccessKeyId":"AKIAPROCESS000000001","SecretAccessKey":"secret-fromprocess","SessionToken":"sessiontoken-fromprocess"}`
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho '"+out+"'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(os.Getenv("AWS_CONFIG_FILE"), []byte("[profile proc]\ncredential_process = "+script+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_PROFILE", "proc")
+	e, logs := newTestEngine(t, t.TempDir(), nil)
+	_, err := e.Token(context.Background(), host1)
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v, want ErrNoCredentials", err)
+	}
+	for what, text := range map[string]string{"error": err.Error(), "log": logs.String()} {
+		if strings.Contains(text, "secret-fromprocess") || strings.Contains(text, "sessiontoken-fromprocess") {
+			t.Errorf("%s carries the credential process's secrets:\n%s", what, text)
+		}
+	}
+}
