@@ -16,6 +16,7 @@ import (
 	"github.com/spacelift-io/tollgate/config"
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
 const (
@@ -857,5 +858,38 @@ func TestCredentialProcessOutputNotLogged(t *testing.T) {
 		if strings.Contains(text, "secret-fromprocess") || strings.Contains(text, "sessiontoken-fromprocess") {
 			t.Errorf("%s carries the credential process's secrets:\n%s", what, text)
 		}
+	}
+}
+
+// A lock file is created once and then only flock'ed, which leaves its
+// modification time alone: on a host up for more than a day every lock file
+// looks a day old. The sweep after a mint must still not remove one that
+// another process holds while it mints, or a process arriving next creates
+// a new lock file, takes it at once and mints a second time.
+func TestSweepKeepsLockHeldByAnotherProcess(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	s.SetInstanceRole("ci-worker", roleARN)
+	dir := t.TempDir()
+	e := newEngineNoLog(t, dir)
+	const otherRegion = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
+	mustToken(t, e, otherRegion) // its lock file exists from now on
+	req, err := e.lookup.Resolve(otherRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockPath := e.disk.LockPath(req.Scope)
+	past := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(lockPath, past, past); err != nil {
+		t.Fatal(err)
+	}
+	// Another process takes that lock to mint (two days after it was created).
+	held, err := securefile.LockFile(context.Background(), lockPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	mustToken(t, newEngineNoLog(t, dir), host1) // mints, then sweeps
+	if _, err := os.Stat(lockPath); err != nil {
+		t.Fatalf("the sweep removed a lock file that is held: %v", err)
 	}
 }

@@ -184,7 +184,9 @@ const staleFileAge = 24 * time.Hour
 
 // Sweep removes cache and lock files not touched for staleFileAge, left by
 // credential sources that are gone (rotated session keys, old profiles).
-// Removing an old lock file races at worst into one extra mint.
+// Taking a lock sets its file's modification time (securefile.LockFile), so
+// a lock file in use is never that old; removing one nobody has taken for a
+// day races at worst into one extra mint.
 func (c *Disk) Sweep(now time.Time) (removed int) {
 	ents, err := os.ReadDir(c.Dir)
 	if err != nil {

@@ -91,7 +91,8 @@ var ErrLockTimeout = errors.New("timed out waiting for lock")
 
 // LockFile takes an exclusive flock on path (created 0600 if missing),
 // waiting until it is free or ctx is done. The kernel releases the lock if the
-// process dies, so a crashed holder never wedges the others.
+// process dies, so a crashed holder never wedges the others. Taking the lock
+// sets the file's modification time to now.
 func LockFile(ctx context.Context, path string) (*Lock, error) {
 	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
 		return nil, err
@@ -104,6 +105,11 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// flock leaves the modification time alone: set it, so that a
+			// lock file in use always looks recent to whoever removes old
+			// ones by age (the token cache's sweep). Best effort.
+			now := time.Now()
+			_ = os.Chtimes(path, now, now)
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
