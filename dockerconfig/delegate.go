@@ -3,6 +3,7 @@ package dockerconfig
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +93,18 @@ func (p *ctxProgram) Output() ([]byte, error) {
 	cmd.WaitDelay = time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	return cmd.Output()
+	out, err := cmd.Output()
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// The helper answered and exited 0; something it started still
+		// holds its stdout. The answer is complete.
+		return out, nil
+	}
+	if err != nil && json.Valid(bytes.TrimSpace(out)) {
+		// The client quotes a failed helper's output as its error message;
+		// JSON there is not a message but an answer, which may hold a secret.
+		out = []byte("(output not shown: it is JSON, and may hold a secret)")
+	}
+	return out, err
 }
 
 // run calls op (one of client's Get/Store/Erase/List) with a bounded time and

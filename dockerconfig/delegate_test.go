@@ -191,3 +191,30 @@ func TestFailingHelper(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A helper that answers and exits 0 but leaves a background process holding
+// its stdout has answered: its login is served, and the secret never ends up
+// quoted in an error. A helper that prints a login and then fails does not
+// get that login quoted either.
+func TestHelperOutputWithSecretIsNeverQuoted(t *testing.T) {
+	bin := helperPath(t)
+	const login = `{"ServerURL":"a.example.com","Username":"u","Secret":"s3cret-in-output"}`
+	installHelper(t, bin, "lingers", "echo '"+login+"'\nsleep 5 &\nexit 0\n")
+	installHelper(t, bin, "printsfails", "echo '"+login+"'\nexit 1\n")
+	s := newStore(t, `{"credHelpers":{"a.example.com":"lingers","b.example.com":"printsfails"}}`)
+	start := time.Now()
+	u, p, err := s.Get(context.Background(), "a.example.com")
+	if err != nil && strings.Contains(err.Error(), "s3cret-in-output") {
+		t.Fatalf("error quotes the secret: %v", err)
+	}
+	if err != nil || u != "u" || p != "s3cret-in-output" {
+		t.Fatalf("Get = %q, %v; want the helper's login", u, err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("took %v: waited for the background process", took)
+	}
+	_, _, err = s.Get(context.Background(), "b.example.com")
+	if !errors.Is(err, ErrHelperFailed) || strings.Contains(err.Error(), "s3cret-in-output") {
+		t.Fatalf("failing helper: %v", err)
+	}
+}

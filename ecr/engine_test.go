@@ -16,6 +16,7 @@ import (
 	"github.com/spacelift-io/tollgate/config"
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
 const (
@@ -831,5 +832,64 @@ func TestECREndpointRefusingIsUnreachable(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "HTTP 0") || !strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("a refused connection should say the endpoint cannot be reached: %v", err)
+	}
+}
+
+// A credential_process whose output the SDK cannot parse gets that whole
+// output, secret key and session token included, quoted in the SDK's error.
+// Neither the engine's error nor its log (at debug level) may carry it.
+func TestCredentialProcessOutputNotLogged(t *testing.T) {
+	awsEnv(t, fakeaws.Options{})
+	script := filepath.Join(t.TempDir(), "creds.sh")
+	out := `{"Version":"1","AccessKeyId":"AKIAPROCESS000000001","SecretAccessKey":"secret-fromprocess","SessionToken":"sessiontoken-fromprocess"}`
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho '"+out+"'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(os.Getenv("AWS_CONFIG_FILE"), []byte("[profile proc]\ncredential_process = "+script+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_PROFILE", "proc")
+	e, logs := newTestEngine(t, t.TempDir(), nil)
+	_, err := e.Token(context.Background(), host1)
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("err %v, want ErrNoCredentials", err)
+	}
+	for what, text := range map[string]string{"error": err.Error(), "log": logs.String()} {
+		if strings.Contains(text, "secret-fromprocess") || strings.Contains(text, "sessiontoken-fromprocess") {
+			t.Errorf("%s carries the credential process's secrets:\n%s", what, text)
+		}
+	}
+}
+
+// A lock file is created once and then only flock'ed, which leaves its
+// modification time alone: on a host up for more than a day every lock file
+// looks a day old. The sweep after a mint must still not remove one that
+// another process holds while it mints, or a process arriving next creates
+// a new lock file, takes it at once and mints a second time.
+func TestSweepKeepsLockHeldByAnotherProcess(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	s.SetInstanceRole("ci-worker", roleARN)
+	dir := t.TempDir()
+	e := newEngineNoLog(t, dir)
+	const otherRegion = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
+	mustToken(t, e, otherRegion) // its lock file exists from now on
+	req, err := e.lookup.Resolve(otherRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockPath := e.disk.LockPath(req.Scope)
+	past := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(lockPath, past, past); err != nil {
+		t.Fatal(err)
+	}
+	// Another process takes that lock to mint (two days after it was created).
+	held, err := securefile.LockFile(context.Background(), lockPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	mustToken(t, newEngineNoLog(t, dir), host1) // mints, then sweeps
+	if _, err := os.Stat(lockPath); err != nil {
+		t.Fatalf("the sweep removed a lock file that is held: %v", err)
 	}
 }

@@ -236,6 +236,16 @@ func innermost(err error) string {
 	}
 }
 
+// opaqueCause stands in for an error from the credential chain, whose full
+// text may quote secrets: the SDK's credential_process provider puts the
+// process's whole output (secret key, session token) in its error when it
+// cannot parse it. Its message is only the innermost cause, which is what
+// the engine reports anyway; errors.Is and errors.As still see the chain.
+type opaqueCause struct{ err error }
+
+func (c opaqueCause) Error() string { return innermost(c.err) }
+func (c opaqueCause) Unwrap() error { return c.err }
+
 // kindNames name the kinds across a process boundary (tokencache.Answer).
 var kindNames = map[error]string{
 	ErrNoCredentials: "no-credentials", ErrIMDSUnreachable: "imds-unreachable",

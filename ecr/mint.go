@@ -167,8 +167,9 @@ func (e *Engine) mintOnce(ctx context.Context, req tokencache.Request, info sour
 
 	if _, err := c.creds.Retrieve(actx); err != nil {
 		v := classifyCredentials(err, info)
-		e.log.Debug("AWS credentials unavailable", "source", info.label, "err", err.Error())
-		te := newError(v.kind, reg.Host, info.label, oneLine(v.reason, 300), err)
+		cause := opaqueCause{err}
+		e.log.Debug("AWS credentials unavailable", "source", info.label, "err", cause.Error())
+		te := newError(v.kind, reg.Host, info.label, oneLine(v.reason, 300), cause)
 		if v.kind == ErrNoCredentials && info.fix != "" {
 			te.Fix = info.fix
 		}

@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
@@ -159,5 +163,32 @@ func TestMissingTollgateCommand(t *testing.T) {
 	}
 	if n := s.Calls(""); n != 0 {
 		t.Fatalf("%d AWS calls", n)
+	}
+}
+
+// A mint that outlives the helper's time bound (a hung lock holder, an AWS
+// that does not answer) ends with a reason that says so and what to do, not
+// with the killed child's bare "signal: killed".
+func TestMintPastTheTimeBoundSaysWhy(t *testing.T) {
+	fakeEnv(t)
+	slow := filepath.Join(t.TempDir(), "tollgate")
+	if err := os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 30\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOLLGATE_BIN", slow)
+	lookup, err := cacheLookup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cachedTokens{lookup: lookup, log: slog.New(slog.DiscardHandler), stderr: io.Discard}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Token(ctx, "111111111111.dkr.ecr.us-west-2.amazonaws.com")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "111111111111.dkr.ecr.us-west-2.amazonaws.com") || !strings.Contains(msg, "tollgate doctor") || strings.Contains(msg, "signal: killed") {
+		t.Fatalf("message %q does not say what happened and what to do", msg)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
@@ -58,7 +59,17 @@ func (c *cachedTokens) mint(ctx context.Context, req tokencache.Request) (tokenc
 	cmd := exec.CommandContext(ctx, bin, "ecr-token", "--json", req.Registry.Host)
 	cmd.Stdout = &out
 	cmd.Stderr = c.stderr
+	cmd.WaitDelay = time.Second // a grandchild holding the pipe cannot stall us
 	runErr := cmd.Run()
+	if err := ctx.Err(); err != nil && runErr != nil {
+		// The child was killed: its "signal: killed" says nothing useful.
+		why := "interrupted"
+		if errors.Is(err, context.DeadlineExceeded) {
+			why = "not had within the helper's time limit"
+		}
+		return tokencache.Token{}, fmt.Errorf("ECR token for %s %s: another tollgate process may hold the token cache lock, or AWS does not answer; retry, and run `tollgate doctor --registry %s` to see which",
+			req.Registry.Host, why, req.Registry.Host)
+	}
 	var a tokencache.Answer
 	if err := json.Unmarshal(out.Bytes(), &a); err != nil {
 		if runErr == nil {

@@ -144,8 +144,9 @@ flags:
 		Logger:        logger,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "tollgate refresh: %v\n", err)
-		return refreshFailed
+		// Every NewEngine error is one of settings: ecr.registries, the
+		// cache directory, TOLLGATE_ECR_RETRY_BUDGET.
+		return usageErr("%v", err)
 	}
 	r := &refresh.Refresher{
 		Minter:     refresh.Engine{Engine: engine},

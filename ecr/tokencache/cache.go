@@ -133,7 +133,7 @@ func (c *Disk) Read(s Scope) (*Entry, error) {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%w: mode %v", ErrForeign, fi.Mode())
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !c.trustedOwner(int(st.Uid)) {
 		return nil, fmt.Errorf("%w: owned by uid %d", ErrForeign, st.Uid)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxEntrySize+1))
@@ -151,6 +151,26 @@ func (c *Disk) Read(s Scope) (*Entry, error) {
 		return nil, ErrCorrupt
 	}
 	return &e, nil
+}
+
+// trustedOwner reports whether a cache file owned by uid may be served: one
+// of ours, or, when we are root, one of the cache directory's owner (root
+// writing into another user's directory gives its files to that user, see
+// securefile.WriteFile).
+func (c *Disk) trustedOwner(uid int) bool {
+	euid := os.Geteuid()
+	if uid == euid {
+		return true
+	}
+	if euid != 0 {
+		return false
+	}
+	fi, err := os.Stat(c.Dir)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
 }
 
 // Write stores e atomically (temp file + rename, 0600 in a 0700 directory).
@@ -184,7 +204,9 @@ const staleFileAge = 24 * time.Hour
 
 // Sweep removes cache and lock files not touched for staleFileAge, left by
 // credential sources that are gone (rotated session keys, old profiles).
-// Removing an old lock file races at worst into one extra mint.
+// Taking a lock sets its file's modification time (securefile.LockFile), so
+// a lock file in use is never that old; removing one nobody has taken for a
+// day races at worst into one extra mint.
 func (c *Disk) Sweep(now time.Time) (removed int) {
 	ents, err := os.ReadDir(c.Dir)
 	if err != nil {

@@ -172,3 +172,33 @@ func TestNormalizeRegistries(t *testing.T) {
 		}
 	}
 }
+
+// Root using a cache directory that belongs to another user (the runner's
+// TOLLGATE_CACHE_DIR) writes files that user owns, so the user's helper can
+// read them; root must then read them back too, not mint on every lookup.
+func TestRootReadsEntriesOfTheDirectoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	d := &Disk{Dir: filepath.Join(t.TempDir(), "ecr")}
+	if _, err := d.EnsureDir(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(d.Dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	_, s := testScope(t, "env-keys:AKIAROOT")
+	if err := d.Write(entryFor(s, "pw", time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := d.Read(s); err != nil || e == nil || e.Password != "pw" {
+		t.Fatalf("read back %v %v", e, err)
+	}
+	// A file of yet another user is still foreign.
+	if err := os.Chown(d.Path(s), 1984, 1984); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := d.Read(s); e != nil || !errors.Is(err, ErrForeign) {
+		t.Fatalf("file of uid 1984: %v %v", e, err)
+	}
+}

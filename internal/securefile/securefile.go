@@ -21,9 +21,10 @@ func MkdirPrivate(dir string) error {
 
 // WriteFile atomically replaces path with data, mode 0600. The parent
 // directory is created 0700 if missing. Readers see either the old or the new
-// content, never a partial file. A replaced file keeps its owner when this
-// process may give it (root rewriting another user's file, e.g. a refresher
-// run from root's crontab on the runner user's docker config).
+// content, never a partial file. A replaced file keeps its owner, and a new
+// one gets its directory's, when this process may give it (root writing
+// another user's file, e.g. a refresher run from root's crontab on the
+// runner user's docker config).
 func WriteFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := MkdirPrivate(dir); err != nil {
@@ -63,24 +64,61 @@ func WriteFile(path string, data []byte) error {
 	return nil
 }
 
-// keepOwner gives tmp the owner of the file it is about to replace, when
-// that differs from ours and we are root (nobody else may chown).
+// keepOwner gives tmp the owner of the file it is about to replace, or, for
+// a new file, of the directory it goes into, when that is not root and we are
+// root (nobody else may chown): a refresher run from root's crontab on the
+// runner user's config dir must leave files that user can still read.
 func keepOwner(tmp *os.File, path string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil // nothing to replace, or it will fail at rename
+		// Nothing to replace (or it will fail at rename): the directory's.
+		if fi, err = os.Stat(filepath.Dir(path)); err != nil {
+			return nil
+		}
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || (st.Uid == 0 && st.Gid == 0) {
+	uid, gid, ok := nonRootOwner(fi)
+	if !ok {
 		return nil
 	}
-	if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
-		return fmt.Errorf("give %s its owner %d:%d: %w", path, st.Uid, st.Gid, err)
+	if err := tmp.Chown(uid, gid); err != nil {
+		return fmt.Errorf("give %s its owner %d:%d: %w", path, uid, gid, err)
 	}
 	return nil
+}
+
+// nonRootOwner returns fi's owner unless that is root:root.
+func nonRootOwner(fi os.FileInfo) (uid, gid int, ok bool) {
+	st, isStat := fi.Sys().(*syscall.Stat_t)
+	if !isStat || (st.Uid == 0 && st.Gid == 0) {
+		return 0, 0, false
+	}
+	return int(st.Uid), int(st.Gid), true
+}
+
+// lockOwner gives a lock file the owner of its directory when we are root
+// and that is someone else: the lock is shared with that user's processes,
+// which must be able to open it.
+func lockOwner(f *os.File, path string) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	dir, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return
+	}
+	uid, gid, ok := nonRootOwner(dir)
+	if !ok {
+		return
+	}
+	if fi, err := f.Stat(); err == nil {
+		if cur, _, isOwned := nonRootOwner(fi); isOwned && cur == uid {
+			return
+		}
+	}
+	_ = f.Chown(uid, gid) // best effort: the lock works for us either way
 }
 
 // Lock is a held advisory lock. Unlock releases it.
@@ -89,9 +127,11 @@ type Lock struct{ f *os.File }
 // ErrLockTimeout is returned by LockFile when ctx ends before the lock is had.
 var ErrLockTimeout = errors.New("timed out waiting for lock")
 
-// LockFile takes an exclusive flock on path (created 0600 if missing),
+// LockFile takes an exclusive flock on path (created 0600 if missing; run
+// as root in another user's directory, the file is given to that user),
 // waiting until it is free or ctx is done. The kernel releases the lock if the
-// process dies, so a crashed holder never wedges the others.
+// process dies, so a crashed holder never wedges the others. Taking the lock
+// sets the file's modification time to now.
 func LockFile(ctx context.Context, path string) (*Lock, error) {
 	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
 		return nil, err
@@ -100,10 +140,16 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
 	}
+	lockOwner(f, path)
 	delay := time.Millisecond
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// flock leaves the modification time alone: set it, so that a
+			// lock file in use always looks recent to whoever removes old
+			// ones by age (the token cache's sweep). Best effort.
+			now := time.Now()
+			_ = os.Chtimes(path, now, now)
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {

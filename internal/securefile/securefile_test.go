@@ -115,3 +115,42 @@ func TestWriteFileKeepsOwnerOfReplacedFile(t *testing.T) {
 		t.Fatalf("new file owned by %d, want 0", st.Uid)
 	}
 }
+
+// Root writing into another user's directory (tollgate refresh from root's
+// crontab on the runner's config dir, for the first time) must leave files
+// that user can read and lock: a root-owned 0600 config.json or
+// config.json.lock would lock the runner's helper out of its own logins.
+func TestRootCreatesFilesForTheDirectoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	dir := filepath.Join(t.TempDir(), "docker")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "config.json")
+	// A lock file a root run without this fix left behind is handed over too.
+	if err := os.WriteFile(p+".lock", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LockFile(context.Background(), p+".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Unlock()
+	for _, f := range []string{p, p + ".lock"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+			t.Errorf("%s owned by %d:%d, want the directory's owner 1983:1983", filepath.Base(f), st.Uid, st.Gid)
+		}
+	}
+}
