@@ -135,7 +135,7 @@ func (s *Server) blobUpstream(rt *route) cache.Upstream {
 				defer resp.Body.Close()
 				return nil, 0, readUpstreamError(rt.host, resp)
 			}
-			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}, resp.ContentLength, nil
+			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}, resp.ContentLength, nil
 		},
 		Check: func(ctx context.Context) error {
 			_, err := s.headBlobUpstream(ctx, rt)
@@ -235,7 +235,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 		h.Set("Content-Range", cr)
 	}
 	w.WriteHeader(resp.StatusCode)
-	body := &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}
+	body := &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
 	if resp.StatusCode == http.StatusPartialContent {

@@ -46,7 +46,7 @@ type realmGuard struct {
 func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	isToken := isTokenRequest(req)
 	if isToken && g.metrics != nil {
-		g.metrics.tokenRequests.WithLabelValues(g.upstream).Inc()
+		g.metrics.tokenRequests.WithLabelValues(g.metrics.host(g.upstream)).Inc()
 	}
 	if g.trusted(req.URL) {
 		return g.inner.RoundTrip(req)

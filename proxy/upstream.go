@@ -186,7 +186,7 @@ func (u *upstreams) handshake(ctx context.Context, host, repository string, l lo
 	scopes := []string{reg.Repo(repository).Scope(transport.PullScope)}
 	start := time.Now()
 	rt, err := transport.NewWithContext(ctx, reg, l.authenticator(), guard, scopes)
-	u.metrics.upstreamLatency.WithLabelValues(host, "auth").Observe(time.Since(start).Seconds())
+	u.metrics.upstreamLatency.WithLabelValues(u.metrics.host(host), "auth").Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, handshakeError(host, err)
 	}
@@ -241,7 +241,7 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 	}
 	start := time.Now()
 	resp, err := c.client.Do(req)
-	c.metrics.upstreamLatency.WithLabelValues(c.host, r.kind.String()).Observe(time.Since(start).Seconds())
+	c.metrics.upstreamLatency.WithLabelValues(c.metrics.host(c.host), r.kind.String()).Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
