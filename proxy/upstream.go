@@ -135,11 +135,15 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 	if v, ok := u.transports.Get(key); ok {
 		return v.(*repoClient), nil
 	}
-	v, err, _ := u.flight.Do(key, func() (any, error) {
+	ch := u.flight.DoChan(key, func() (any, error) {
 		if v, ok := u.transports.Get(key); ok {
 			return v, nil
 		}
-		c, err := u.handshake(ctx, host, repository, l)
+		// Shared by every request waiting on it: no single client's hangup
+		// may cancel it.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handshakeTimeout)
+		defer cancel()
+		c, err := u.handshake(hctx, host, repository, l)
 		if err != nil {
 			return nil, err
 		}
@@ -151,11 +155,19 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 		u.transports.SetDefault(key, c)
 		return c, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*repoClient), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return v.(*repoClient), nil
 }
+
+// handshakeTimeout bounds a shared ping and token exchange.
+const handshakeTimeout = time.Minute
 
 // handshake pings the upstream and, for a Bearer challenge, fetches a token
 // scoped to pull repository.
