@@ -22,7 +22,9 @@ var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted
 // credentials to whatever realm the registry's challenge names (and refuses
 // only private IP literals); the guard makes sure credentials reach only:
 //
-//   - the registry endpoint itself,
+//   - the registry endpoint itself (same scheme: a redirect from https to
+//     http on the registry's host would put the login on the wire in
+//     clear),
 //   - an upstream endpoint the operator configured (same host and port), or
 //   - an https URL whose host is a DNS name (not an IP literal, not
 //     localhost) in the same registrable domain as the registry, e.g.
@@ -36,11 +38,13 @@ var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted
 type realmGuard struct {
 	inner        http.RoundTripper
 	registryHost string // endpoint host[:port] as it appears in URLs
-	registryName string // endpoint hostname, lower case
-	configured   map[string]bool
-	upstream     string // canonical upstream host, for logs and metrics
-	log          *slog.Logger
-	metrics      *metrics
+	// registryScheme is the endpoint's scheme; "" means https.
+	registryScheme string
+	registryName   string // endpoint hostname, lower case
+	configured     map[string]bool
+	upstream       string // canonical upstream host, for logs and metrics
+	log            *slog.Logger
+	metrics        *metrics
 }
 
 func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -70,7 +74,11 @@ func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // trusted reports whether credentials may travel to u.
 func (g *realmGuard) trusted(u *url.URL) bool {
-	if strings.EqualFold(u.Host, g.registryHost) {
+	scheme := g.registryScheme
+	if scheme == "" {
+		scheme = "https"
+	}
+	if strings.EqualFold(u.Host, g.registryHost) && strings.EqualFold(u.Scheme, scheme) {
 		return true
 	}
 	if g.configured[hostPort(u)] {

@@ -187,13 +187,14 @@ func (u *upstreams) handshake(ctx context.Context, host, repository string, l lo
 		base.TLSClientConfig = &tls.Config{RootCAs: ep.RootCAs, MinVersion: tls.VersionTLS12}
 	}
 	guard := &realmGuard{
-		inner:        base,
-		registryHost: ep.URL.Host,
-		registryName: strings.ToLower(ep.URL.Hostname()),
-		configured:   u.configured,
-		upstream:     host,
-		log:          u.log,
-		metrics:      u.metrics,
+		inner:          base,
+		registryHost:   ep.URL.Host,
+		registryScheme: ep.URL.Scheme,
+		registryName:   strings.ToLower(ep.URL.Hostname()),
+		configured:     u.configured,
+		upstream:       host,
+		log:            u.log,
+		metrics:        u.metrics,
 	}
 	scopes := []string{reg.Repo(repository).Scope(transport.PullScope)}
 	start := time.Now()
