@@ -74,6 +74,8 @@ type Server struct {
 	tagLists *gocache.Cache
 	// manifestFlight merges concurrent identical upstream manifest requests.
 	manifestFlight singleflight.Group
+	// tagFlight merges concurrent fetches of one full tag list.
+	tagFlight singleflight.Group
 }
 
 // New builds a Server.

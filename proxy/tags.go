@@ -24,6 +24,8 @@ const (
 	// tagListTTL is how long a full upstream tag list answers paginated
 	// requests before it is fetched again.
 	tagListTTL = 15 * time.Second
+	// tagListTimeout bounds fetching one full tag list upstream.
+	tagListTimeout = 2 * time.Minute
 )
 
 // serveTags answers GET of a repository's tag list. The proxy fetches the
@@ -91,6 +93,35 @@ func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
 	if v, ok := s.tagLists.Get(key); ok {
 		return v.([]string), nil
 	}
+	// One fetch for all concurrent requests (the list is held in memory
+	// whole), which no single client's hangup cancels.
+	ch := s.tagFlight.DoChan(key, func() (any, error) {
+		if v, ok := s.tagLists.Get(key); ok {
+			return v, nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tagListTimeout)
+		defer cancel()
+		all, err := s.fetchTagList(fctx, c, rt)
+		if err != nil {
+			return nil, err
+		}
+		s.tagLists.SetDefault(key, all)
+		return all, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]string), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchTagList follows the upstream's pages and returns the full, sorted
+// list.
+func (s *Server) fetchTagList(ctx context.Context, c *repoClient, rt *route) ([]string, error) {
 	var all []string
 	q := url.Values{}
 	budget := int64(maxTagListSize)
@@ -110,9 +141,7 @@ func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
 		q = next
 	}
 	sort.Strings(all)
-	all = dedupe(all)
-	s.tagLists.SetDefault(key, all)
-	return all, nil
+	return dedupe(all), nil
 }
 
 // tagPage fetches one upstream page, at most budget bytes, and returns its
