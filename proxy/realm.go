@@ -16,6 +16,10 @@ import (
 // host that is not the registry's own.
 var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted token realm")
 
+// errLocalRedirect refuses to follow an upstream's redirect to this host or
+// its link-local neighbours.
+var errLocalRedirect = errors.New("refusing to follow an upstream redirect to a loopback or link-local address")
+
 // realmGuard sits under go-containerregistry's auth transport and sees every
 // request it makes: the registry API calls, the token exchange at the Bearer
 // realm, and redirects to blob storage. ggcr sends the registry's Basic
@@ -31,6 +35,12 @@ var errUntrustedRealm = errors.New("refusing to send credentials to an untrusted
 //     auth.docker.io for registry-1.docker.io, gitlab.com for
 //     registry.gitlab.com (on multi-tenant registry domains such as
 //     azurecr.io or pkg.dev, the same host only).
+//
+// A redirect (from the registry or anything it sent the request on to) to
+// a loopback or link-local address, other than a configured endpoint, is not
+// followed at all: such an address is this host's own services or the
+// cloud's instance metadata, never a registry's storage, and by tag a
+// manifest verifies against whatever bytes come back.
 //
 // Anything else goes out without an Authorization header (the token service
 // then hands out an anonymous token, or refuses), and a request with a body
@@ -52,6 +62,14 @@ func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if isToken && g.metrics != nil {
 		g.metrics.tokenRequests.WithLabelValues(g.metrics.host(g.upstream)).Inc()
 	}
+	if req.Response != nil && !g.endpoint(req.URL) && isLocalTarget(req.URL.Hostname()) {
+		g.log.Warn("refused to follow an upstream redirect to a local address",
+			"upstream", g.upstream, "target_host", req.URL.Host)
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("%w (%s, from registry %s)", errLocalRedirect, req.URL.Host, g.upstream)
+	}
 	if g.trusted(req.URL) {
 		return g.inner.RoundTrip(req)
 	}
@@ -72,8 +90,9 @@ func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.inner.RoundTrip(req)
 }
 
-// trusted reports whether credentials may travel to u.
-func (g *realmGuard) trusted(u *url.URL) bool {
+// endpoint reports whether u is the registry endpoint or an upstream
+// endpoint the operator configured.
+func (g *realmGuard) endpoint(u *url.URL) bool {
 	scheme := g.registryScheme
 	if scheme == "" {
 		scheme = "https"
@@ -81,7 +100,12 @@ func (g *realmGuard) trusted(u *url.URL) bool {
 	if strings.EqualFold(u.Host, g.registryHost) && strings.EqualFold(u.Scheme, scheme) {
 		return true
 	}
-	if g.configured[hostPort(u)] {
+	return g.configured[hostPort(u)]
+}
+
+// trusted reports whether credentials may travel to u.
+func (g *realmGuard) trusted(u *url.URL) bool {
+	if g.endpoint(u) {
 		return true
 	}
 	name := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
@@ -125,6 +149,21 @@ func isIPOrLocal(name string) bool {
 		return true
 	}
 	return name == "localhost" || strings.HasSuffix(name, ".localhost")
+}
+
+// isLocalTarget reports whether host names this machine or its link-local
+// network: localhost names, loopback, link-local and unspecified addresses.
+func isLocalTarget(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified()
 }
 
 // isTokenRequest recognises ggcr's token exchanges: a GET with service or

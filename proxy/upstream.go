@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -75,6 +77,7 @@ func defaultBaseTransport() *http.Transport {
 		DialContext: (&net.Dialer{
 			Timeout:   15 * time.Second,
 			KeepAlive: 30 * time.Second,
+			Control:   refuseMetadataAddress,
 		}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
@@ -84,6 +87,33 @@ func defaultBaseTransport() *http.Transport {
 		ResponseHeaderTimeout: 60 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// errMetadataAddress refuses a connection to a link-local address.
+var errMetadataAddress = errors.New("refusing to connect to a link-local address (instance metadata is there, never a registry)")
+
+// imdsIPv6 is EC2's instance metadata service on IPv6 (a unique local
+// address, not link-local).
+var imdsIPv6 = netip.MustParseAddr("fd00:ec2::254")
+
+// refuseMetadataAddress is the dialer's last word on where upstream traffic
+// goes: whatever name a registry, a token realm or a redirect used, never
+// to a link-local address, where the cloud's instance metadata (and its
+// credentials) lives.
+func refuseMetadataAddress(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	a = a.Unmap()
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.WithZone("") == imdsIPv6 {
+		return fmt.Errorf("%w: %s", errMetadataAddress, address)
+	}
+	return nil
 }
 
 // hostPort is u's host with its port made explicit, lower case.
