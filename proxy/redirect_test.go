@@ -70,3 +70,43 @@ func TestDialerRefusesMetadataAddresses(t *testing.T) {
 		}
 	}
 }
+
+// Blob storage behind a registry is reached through presigned URLs (S3's
+// X-Amz-Signature and X-Amz-Security-Token, Docker Hub's CDN "verify"): an
+// error on the way there must not copy those into the log or the answer.
+func TestSignedRedirectURLStaysOutOfErrors(t *testing.T) {
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Hang up without an answer: a transport error naming the URL.
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(storage.Close)
+	const signed = "X-Amz-Security-Token=SESSIONTOKENSECRET&X-Amz-Signature=SIGNATURESECRET"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		http.Redirect(w, r, storage.URL+"/layer?"+signed, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(up.Close)
+	// The storage is a configured endpoint, as an operator's local mirror
+	// would be, so that the redirect to loopback is followed at all.
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL, "storage.test": storage.URL}})
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, path := range []string{"/blobs/" + d, "/manifests/v1"} {
+		resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app"+path, nil)
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("%s: 200 from a storage that hung up", path)
+		}
+		for _, secret := range []string{"SESSIONTOKENSECRET", "SIGNATURESECRET"} {
+			if strings.Contains(string(body), secret) {
+				t.Errorf("%s: the answer carries the signed URL: %s", path, body)
+			}
+			if strings.Contains(p.logs.String(), secret) {
+				t.Errorf("%s: the log carries the signed URL:\n%s", path, p.logs.String())
+			}
+		}
+	}
+}

@@ -293,7 +293,7 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 		if errors.As(err, &te) {
 			return nil, handshakeError(c.host, err)
 		}
-		return nil, &unreachableError{Host: c.host, Err: err}
+		return nil, &unreachableError{Host: c.host, Err: withoutQuery(err)}
 	}
 	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
 		// Still refused after ggcr's own token refresh: the login may have
@@ -301,6 +301,32 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 		c.forget()
 	}
 	return resp, nil
+}
+
+// withoutQuery drops the query from the URL that an http.Client error
+// names: after a redirect it is blob storage's presigned URL, whose
+// signature and session token (S3's X-Amz-Signature and
+// X-Amz-Security-Token, a CDN's "verify") must not reach logs or clients.
+func withoutQuery(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil {
+		return &url.Error{Op: ue.Op, URL: "(unparsable URL)", Err: ue.Err}
+	}
+	if u.RawQuery == "" && u.Fragment == "" && u.User == nil {
+		return err
+	}
+	redacted := *u
+	redacted.User = nil
+	redacted.RawQuery, redacted.Fragment, redacted.RawFragment = "", "", ""
+	s := redacted.String()
+	if u.RawQuery != "" {
+		s += "?(query redacted)"
+	}
+	return &url.Error{Op: ue.Op, URL: s, Err: ue.Err}
 }
 
 // loadRootCAs reads a PEM bundle for an upstream's ca_file.
