@@ -43,7 +43,7 @@ func (c *Config) validateProxy() []FieldError {
 func checkEndpoint(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return fmt.Sprintf("endpoint %q is not a URL like https://registry.example.com or http://127.0.0.1:5003", s)
+		return fmt.Sprintf("endpoint %q is not a URL like https://registry.example.com or http://127.0.0.1:5003", redactUserinfo(s))
 	}
 	if u.User != nil {
 		return fmt.Sprintf("endpoint %q must not carry credentials; tollgate looks logins up itself", redactURL(u))
@@ -75,4 +75,24 @@ func redactURL(u *url.URL) string {
 	c := *u
 	c.User = nil
 	return c.String()
+}
+
+// redactUserinfo hides what may be a login in an endpoint that did not
+// parse as a URL: everything before the last '@' of the part that would be
+// the authority.
+func redactUserinfo(s string) string {
+	rest, scheme := s, ""
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		if at := strings.LastIndex(rest[:j], "@"); at >= 0 {
+			return scheme + "REDACTED@" + rest[at+1:]
+		}
+		return s
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return scheme + "REDACTED@" + rest[at+1:]
+	}
+	return s
 }

@@ -17,6 +17,8 @@ func TestValidateProxyEndpoints(t *testing.T) {
 		{"http public name", "upstreams:\n  quay.io:\n    endpoint: http://mirror.example.com\n", "plain http on a non-loopback host"},
 		{"path", "upstreams:\n  quay.io:\n    endpoint: https://mirror.example.com/v2\n", "no path"},
 		{"userinfo", "upstreams:\n  quay.io:\n    endpoint: https://bob:hunter2@mirror.example.com\n", "must not carry credentials"},
+		{"userinfo without scheme", "upstreams:\n  quay.io:\n    endpoint: bob:hunter2@mirror.example.com\n", "is not a URL"},
+		{"userinfo that does not parse", "upstreams:\n  quay.io:\n    endpoint: https://bob:hunter2%zz@mirror.example.com\n", "is not a URL"},
 		{"ftp", "upstreams:\n  quay.io:\n    endpoint: ftp://mirror.example.com\n", "scheme must be https"},
 		{"not canonical", "upstreams:\n  Quay.IO:\n    endpoint: https://mirror.example.com\n", "canonical host \"quay.io\""},
 		{"docker hub alias", "upstreams:\n  index.docker.io:\n    endpoint: https://mirror.example.com\n", "canonical host \"docker.io\""},

@@ -227,6 +227,7 @@ func TestRealmGuardTrust(t *testing.T) {
 		want bool
 	}{
 		{"https://registry-1.docker.io/v2/", true},
+		{"http://registry-1.docker.io/v2/", false}, // a redirect that downgrades to cleartext
 		{"https://auth.docker.io/token", true},
 		{"http://auth.docker.io/token", false},
 		{"https://docker.io.evil.com/token", false},

@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -135,7 +137,7 @@ func (s *Server) blobUpstream(rt *route) cache.Upstream {
 				defer resp.Body.Close()
 				return nil, 0, readUpstreamError(rt.host, resp)
 			}
-			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}, resp.ContentLength, nil
+			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}, resp.ContentLength, nil
 		},
 		Check: func(ctx context.Context) error {
 			_, err := s.headBlobUpstream(ctx, rt)
@@ -235,7 +237,9 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 		h.Set("Content-Range", cr)
 	}
 	w.WriteHeader(resp.StatusCode)
-	body := &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(rt.host).Add}
+	idle := newIdleBody(resp.Body, s.bodyIdleTimeout)
+	defer idle.stop()
+	body := &countingBody{ReadCloser: idle, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
 	if resp.StatusCode == http.StatusPartialContent {
@@ -311,3 +315,40 @@ func (c *countingBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// errBodyIdle: the upstream stopped sending a body.
+var errBodyIdle = errors.New("upstream sent no data for too long")
+
+// idleBody closes an upstream body that sends nothing for a while, so that
+// a stalled upstream cannot hold a client's request (and its connection)
+// for as long as the client waits. http response bodies may be closed
+// while a Read blocks; the Read then fails.
+type idleBody struct {
+	io.ReadCloser
+	timeout time.Duration
+	timer   *time.Timer
+	expired atomic.Bool
+}
+
+func newIdleBody(rc io.ReadCloser, timeout time.Duration) *idleBody {
+	b := &idleBody{ReadCloser: rc, timeout: timeout}
+	b.timer = time.AfterFunc(timeout, func() {
+		b.expired.Store(true)
+		_ = rc.Close()
+	})
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.timeout)
+	}
+	if err != nil && err != io.EOF && b.expired.Load() {
+		err = fmt.Errorf("%w (%s): %w", errBodyIdle, b.timeout, err)
+	}
+	return n, err
+}
+
+// stop releases the timer.
+func (b *idleBody) stop() { b.timer.Stop() }

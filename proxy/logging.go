@@ -110,7 +110,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			if aborted {
 				outcome = "aborted"
 			}
-			s.metrics.requests.WithLabelValues(ri.kind, r.Method, outcome).Inc()
+			s.metrics.requests.WithLabelValues(ri.kind, methodLabel(r.Method), outcome).Inc()
 			attrs := []slog.Attr{
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),

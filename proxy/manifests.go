@@ -158,7 +158,7 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 				s.log.Warn("upstream failed to revalidate a tag; serving the cached manifest",
 					"host", rt.host, "repository", rt.repository, "tag", rt.reference,
 					"digest", tag.Digest, "cached_at", tag.FetchedAt, "error", err)
-				s.metrics.staleServes.WithLabelValues(rt.host).Inc()
+				s.metrics.staleServes.WithLabelValues(s.metrics.host(rt.host)).Inc()
 				s.cacheResult(ri, "manifest", "stale")
 				return cachedManifest(cm), nil
 			}
@@ -289,7 +289,7 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 		return nil, readUpstreamError(rt.host, resp)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
-	s.metrics.upstreamBytes.WithLabelValues(rt.host).Add(float64(len(data)))
+	s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add(float64(len(data)))
 	if err != nil {
 		return nil, &unreachableError{Host: rt.host, Err: fmt.Errorf("reading manifest: %w", err)}
 	}

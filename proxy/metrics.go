@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"net/http"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -18,11 +21,48 @@ type metrics struct {
 	tokenRequests   *prometheus.CounterVec
 	staleServes     *prometheus.CounterVec
 	inflight        prometheus.Gauge
+
+	// hosts bounds the registry host label values: hosts come from client
+	// requests (any name for a denial, any name under a wildcard pattern
+	// upstream), and every new value is a series held for the life of the
+	// process.
+	hostsMu sync.Mutex
+	hosts   map[string]bool
+}
+
+// maxHostLabels is how many distinct registry hosts get series of their
+// own; later ones are counted under "other".
+const maxHostLabels = 200
+
+// host returns the label value for registry host h.
+func (m *metrics) host(h string) string {
+	m.hostsMu.Lock()
+	defer m.hostsMu.Unlock()
+	if m.hosts[h] {
+		return h
+	}
+	if len(m.hosts) >= maxHostLabels {
+		return "other"
+	}
+	m.hosts[h] = true
+	return h
+}
+
+// methodLabel keeps the method label to the methods HTTP defines; anything
+// else a client sends is "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
+		hosts:    map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_proxy_requests_total",
 			Help: "Distribution API requests by kind (manifest, blob, tags, base, other), method and outcome (HTTP status class: 2xx, 3xx, 4xx, 5xx).",

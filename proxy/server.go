@@ -74,6 +74,12 @@ type Server struct {
 	tagLists *gocache.Cache
 	// manifestFlight merges concurrent identical upstream manifest requests.
 	manifestFlight singleflight.Group
+	// tagFlight merges concurrent fetches of one full tag list.
+	tagFlight singleflight.Group
+	// bodyIdleTimeout cuts a blob streamed straight from upstream (not
+	// through the cache, which has its own) when the upstream sends nothing
+	// for this long.
+	bodyIdleTimeout time.Duration
 }
 
 // New builds a Server.
@@ -104,6 +110,8 @@ func New(opts Options) (*Server, error) {
 		metrics:   m,
 		shutdown:  opts.ShutdownTimeout,
 		tagLists:  gocache.New(tagListTTL, time.Minute),
+
+		bodyIdleTimeout: time.Minute,
 	}
 	if opts.Cache != nil {
 		m.registry.MustRegister(cache.NewCollector(opts.Cache))

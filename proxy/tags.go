@@ -16,13 +16,16 @@ import (
 )
 
 const (
-	// maxTagListSize bounds one upstream tag list page.
+	// maxTagListSize bounds a whole upstream tag list, all pages together
+	// (it is held in memory).
 	maxTagListSize = 16 << 20
 	// maxTagPages bounds how many upstream pages make one full list.
 	maxTagPages = 100
 	// tagListTTL is how long a full upstream tag list answers paginated
 	// requests before it is fetched again.
 	tagListTTL = 15 * time.Second
+	// tagListTimeout bounds fetching one full tag list upstream.
+	tagListTimeout = 2 * time.Minute
 )
 
 // serveTags answers GET of a repository's tag list. The proxy fetches the
@@ -90,16 +93,47 @@ func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
 	if v, ok := s.tagLists.Get(key); ok {
 		return v.([]string), nil
 	}
+	// One fetch for all concurrent requests (the list is held in memory
+	// whole), which no single client's hangup cancels.
+	ch := s.tagFlight.DoChan(key, func() (any, error) {
+		if v, ok := s.tagLists.Get(key); ok {
+			return v, nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tagListTimeout)
+		defer cancel()
+		all, err := s.fetchTagList(fctx, c, rt)
+		if err != nil {
+			return nil, err
+		}
+		s.tagLists.SetDefault(key, all)
+		return all, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]string), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchTagList follows the upstream's pages and returns the full, sorted
+// list.
+func (s *Server) fetchTagList(ctx context.Context, c *repoClient, rt *route) ([]string, error) {
 	var all []string
 	q := url.Values{}
+	budget := int64(maxTagListSize)
 	for page := 0; ; page++ {
 		if page == maxTagPages {
 			return nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
 		}
-		tags, next, err := s.tagPage(ctx, c, rt, q)
+		tags, next, n, err := s.tagPage(ctx, c, rt, q, budget)
 		if err != nil {
 			return nil, err
 		}
+		budget -= n
 		all = append(all, tags...)
 		if next == nil {
 			break
@@ -107,36 +141,36 @@ func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
 		q = next
 	}
 	sort.Strings(all)
-	all = dedupe(all)
-	s.tagLists.SetDefault(key, all)
-	return all, nil
+	return dedupe(all), nil
 }
 
-// tagPage fetches one upstream page and the query of the next, if any.
-func (s *Server) tagPage(ctx context.Context, c *repoClient, rt *route, q url.Values) ([]string, url.Values, error) {
+// tagPage fetches one upstream page, at most budget bytes, and returns its
+// tags, the query of the next page, if any, and the page's size.
+func (s *Server) tagPage(ctx context.Context, c *repoClient, rt *route, q url.Values, budget int64) ([]string, url.Values, int64, error) {
 	resp, err := c.do(ctx, http.MethodGet, rt, q, http.Header{"Accept": {"application/json"}})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, readUpstreamError(rt.host, resp)
+		return nil, nil, 0, readUpstreamError(rt.host, resp)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTagListSize+1))
-	if err != nil || len(data) > maxTagListSize {
-		return nil, nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list unreadable or too large")
+	data, err := io.ReadAll(io.LimitReader(resp.Body, budget+1))
+	if err != nil || int64(len(data)) > budget {
+		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown,
+			fmt.Sprintf("upstream tag list unreadable or too large (limit %d bytes over all pages)", maxTagListSize))
 	}
 	var list struct {
 		Tags []string `json:"tags"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
+		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
 	}
 	next := nextPage(resp.Header.Get("Link"))
 	if next != nil && next.Get("last") == q.Get("last") {
 		next = nil // an upstream that does not advance would loop forever
 	}
-	return list.Tags, next, nil
+	return list.Tags, next, int64(len(data)), nil
 }
 
 var linkNext = regexp.MustCompile(`<([^>]*)>\s*;\s*rel="?next"?`)

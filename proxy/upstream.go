@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -75,6 +77,7 @@ func defaultBaseTransport() *http.Transport {
 		DialContext: (&net.Dialer{
 			Timeout:   15 * time.Second,
 			KeepAlive: 30 * time.Second,
+			Control:   refuseMetadataAddress,
 		}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          256,
@@ -84,6 +87,33 @@ func defaultBaseTransport() *http.Transport {
 		ResponseHeaderTimeout: 60 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// errMetadataAddress refuses a connection to a link-local address.
+var errMetadataAddress = errors.New("refusing to connect to a link-local address (instance metadata is there, never a registry)")
+
+// imdsIPv6 is EC2's instance metadata service on IPv6 (a unique local
+// address, not link-local).
+var imdsIPv6 = netip.MustParseAddr("fd00:ec2::254")
+
+// refuseMetadataAddress is the dialer's last word on where upstream traffic
+// goes: whatever name a registry, a token realm or a redirect used, never
+// to a link-local address, where the cloud's instance metadata (and its
+// credentials) lives.
+func refuseMetadataAddress(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	a = a.Unmap()
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.WithZone("") == imdsIPv6 {
+		return fmt.Errorf("%w: %s", errMetadataAddress, address)
+	}
+	return nil
 }
 
 // hostPort is u's host with its port made explicit, lower case.
@@ -135,11 +165,15 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 	if v, ok := u.transports.Get(key); ok {
 		return v.(*repoClient), nil
 	}
-	v, err, _ := u.flight.Do(key, func() (any, error) {
+	ch := u.flight.DoChan(key, func() (any, error) {
 		if v, ok := u.transports.Get(key); ok {
 			return v, nil
 		}
-		c, err := u.handshake(ctx, host, repository, l)
+		// Shared by every request waiting on it: no single client's hangup
+		// may cancel it.
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handshakeTimeout)
+		defer cancel()
+		c, err := u.handshake(hctx, host, repository, l)
 		if err != nil {
 			return nil, err
 		}
@@ -151,11 +185,19 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 		u.transports.SetDefault(key, c)
 		return c, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*repoClient), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return v.(*repoClient), nil
 }
+
+// handshakeTimeout bounds a shared ping and token exchange.
+const handshakeTimeout = time.Minute
 
 // handshake pings the upstream and, for a Bearer challenge, fetches a token
 // scoped to pull repository.
@@ -175,18 +217,19 @@ func (u *upstreams) handshake(ctx context.Context, host, repository string, l lo
 		base.TLSClientConfig = &tls.Config{RootCAs: ep.RootCAs, MinVersion: tls.VersionTLS12}
 	}
 	guard := &realmGuard{
-		inner:        base,
-		registryHost: ep.URL.Host,
-		registryName: strings.ToLower(ep.URL.Hostname()),
-		configured:   u.configured,
-		upstream:     host,
-		log:          u.log,
-		metrics:      u.metrics,
+		inner:          base,
+		registryHost:   ep.URL.Host,
+		registryScheme: ep.URL.Scheme,
+		registryName:   strings.ToLower(ep.URL.Hostname()),
+		configured:     u.configured,
+		upstream:       host,
+		log:            u.log,
+		metrics:        u.metrics,
 	}
 	scopes := []string{reg.Repo(repository).Scope(transport.PullScope)}
 	start := time.Now()
 	rt, err := transport.NewWithContext(ctx, reg, l.authenticator(), guard, scopes)
-	u.metrics.upstreamLatency.WithLabelValues(host, "auth").Observe(time.Since(start).Seconds())
+	u.metrics.upstreamLatency.WithLabelValues(u.metrics.host(host), "auth").Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, handshakeError(host, err)
 	}
@@ -241,7 +284,7 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 	}
 	start := time.Now()
 	resp, err := c.client.Do(req)
-	c.metrics.upstreamLatency.WithLabelValues(c.host, r.kind.String()).Observe(time.Since(start).Seconds())
+	c.metrics.upstreamLatency.WithLabelValues(c.metrics.host(c.host), r.kind.String()).Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -250,7 +293,7 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 		if errors.As(err, &te) {
 			return nil, handshakeError(c.host, err)
 		}
-		return nil, &unreachableError{Host: c.host, Err: err}
+		return nil, &unreachableError{Host: c.host, Err: withoutQuery(err)}
 	}
 	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
 		// Still refused after ggcr's own token refresh: the login may have
@@ -258,6 +301,32 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 		c.forget()
 	}
 	return resp, nil
+}
+
+// withoutQuery drops the query from the URL that an http.Client error
+// names: after a redirect it is blob storage's presigned URL, whose
+// signature and session token (S3's X-Amz-Signature and
+// X-Amz-Security-Token, a CDN's "verify") must not reach logs or clients.
+func withoutQuery(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil {
+		return &url.Error{Op: ue.Op, URL: "(unparsable URL)", Err: ue.Err}
+	}
+	if u.RawQuery == "" && u.Fragment == "" && u.User == nil {
+		return err
+	}
+	redacted := *u
+	redacted.User = nil
+	redacted.RawQuery, redacted.Fragment, redacted.RawFragment = "", "", ""
+	s := redacted.String()
+	if u.RawQuery != "" {
+		s += "?(query redacted)"
+	}
+	return &url.Error{Op: ue.Op, URL: s, Err: ue.Err}
 }
 
 // loadRootCAs reads a PEM bundle for an upstream's ca_file.
