@@ -205,3 +205,27 @@ func errorCode(err error) string {
 	}
 	return ""
 }
+
+// After shutdown has started waiting for background work, a handler that is
+// still running must not add more: it would race with the WaitGroup's Wait.
+func TestNoBackgroundWorkAfterShutdown(t *testing.T) {
+	p := startProxy(t, proxyOpts{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.srv.Serve(ctx, ln) }()
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{}, 1)
+	p.srv.background(func(context.Context) { ran <- struct{}{} })
+	select {
+	case <-ran:
+		t.Fatal("background work started after shutdown")
+	case <-time.After(50 * time.Millisecond):
+	}
+}

@@ -66,6 +66,11 @@ type Server struct {
 	// fills tracks background work (cache fills that outlive the client
 	// request) so that shutdown can wait for it.
 	fills sync.WaitGroup
+	// bgMu guards bgStopped: once shutdown waits on fills, no handler that
+	// is still running may start more background work (a WaitGroup must
+	// not be added to while it is being waited on).
+	bgMu      sync.Mutex
+	bgStopped bool
 	// fillCtx is cancelled when the shutdown timeout runs out.
 	fillCtx    context.Context
 	cancelFill context.CancelFunc
@@ -159,6 +164,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn("shutdown timeout reached with requests still in flight; closing them", "err", err)
 		_ = hs.Close()
 	}
+	s.bgMu.Lock()
+	s.bgStopped = true
+	s.bgMu.Unlock()
 	done := make(chan struct{})
 	go func() { s.fills.Wait(); close(done) }()
 	select {
@@ -212,6 +220,11 @@ func checkWritable(dir string) error {
 
 // background runs fn outside any client request, tracked for shutdown.
 func (s *Server) background(fn func(ctx context.Context)) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgStopped {
+		return // shutting down: optional work is not started
+	}
 	s.fills.Add(1)
 	go func() {
 		defer s.fills.Done()
