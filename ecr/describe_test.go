@@ -91,3 +91,16 @@ func TestProfileWithoutCredentialsIsTheInstanceRole(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestErrorTemporary(t *testing.T) {
+	for kind, want := range map[error]bool{
+		ErrThrottled: true, ErrUnavailable: true, ErrIMDSUnreachable: true,
+		ErrAccessDenied: false, ErrNoCredentials: false, ErrConfig: false,
+	} {
+		err := error(&Error{Kind: kind, Host: "123456789012.dkr.ecr.us-east-1.amazonaws.com"})
+		var tmp interface{ Temporary() bool }
+		if !errors.As(err, &tmp) || tmp.Temporary() != want {
+			t.Errorf("%v: Temporary() = %v, want %v", kind, !want, want)
+		}
+	}
+}

@@ -68,6 +68,13 @@ func (e *Error) Error() string {
 // Is makes errors.Is(err, ErrThrottled) etc. work.
 func (e *Error) Is(target error) bool { return target == e.Kind }
 
+// Temporary reports a failure that is expected to pass on its own: AWS
+// throttling or an outage of the AWS API or of the instance metadata
+// service. The proxy serves cached tags through such an outage.
+func (e *Error) Temporary() bool {
+	return e.Kind == ErrThrottled || e.Kind == ErrUnavailable || e.Kind == ErrIMDSUnreachable
+}
+
 // Unwrap exposes the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 

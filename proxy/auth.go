@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/docker/docker-credential-helpers/credentials"
@@ -115,9 +114,26 @@ func (s *credentialStore) lookup(ctx context.Context, host string) (login, error
 		user, secret = "", ""
 	case err != nil:
 		// The source's errors name the fix and never carry the secret.
-		return login{}, fmt.Errorf("credentials for %s: %w", host, err)
+		return login{}, &credentialError{host: host, err: err}
 	}
 	l := login{username: user, secret: secret}
 	s.cache.SetDefault(host, l)
 	return l, nil
+}
+
+// credentialError is a failure of the credential source for host (the ECR
+// token engine, a delegated helper).
+type credentialError struct {
+	host string
+	err  error
+}
+
+func (e *credentialError) Error() string { return "credentials for " + e.host + ": " + e.err.Error() }
+func (e *credentialError) Unwrap() error { return e.err }
+
+// temporary reports whether the source says its failure will pass
+// (throttling, an AWS outage): ecr.Error and net errors have Temporary.
+func (e *credentialError) temporary() bool {
+	var t interface{ Temporary() bool }
+	return errors.As(e.err, &t) && t.Temporary()
 }

@@ -186,12 +186,17 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 }
 
 // serveStale reports whether an upstream failure allows serving a cached tag:
-// unreachable, throttling (429) or failing (5xx); never a refusal (401, 403)
-// or a not-found, which the client must see.
+// unreachable, throttling (429) or failing (5xx), or a temporary outage of
+// the credential source (ECR throttled or down); never a refusal (401, 403),
+// a lasting credential failure or a not-found, which the client must see.
 func serveStale(err error) bool {
 	var un *unreachableError
 	if errors.As(err, &un) {
 		return true
+	}
+	var ce *credentialError
+	if errors.As(err, &ce) {
+		return ce.temporary()
 	}
 	var ue *upstreamError
 	return errors.As(err, &ue) && ue.temporary()
