@@ -168,7 +168,9 @@ func userCacheDir() string {
 	return ""
 }
 
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+// Compiled on first use: the credential helper links this package, and its
+// warm path must not pay for regexps it only needs on a broken file.
+var yamlLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`) })
 
 // decode parses data into a Config without defaults, checking for unknown
 // keys itself (to name the key's section and suggest a spelling) and then
@@ -224,7 +226,7 @@ func yamlError(name string, err error) error {
 	}
 	for _, m := range msgs {
 		p := Problem{Msg: strings.TrimPrefix(m, "yaml: ")}
-		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+		if sm := yamlLine().FindStringSubmatch(m); sm != nil {
 			p.Line, _ = strconv.Atoi(sm[1])
 			p.Msg = friendlier(sm[2])
 		}
@@ -233,11 +235,13 @@ func yamlError(name string, err error) error {
 	return e
 }
 
-var cannotUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.*)$")
+var cannotUnmarshal = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.*)$")
+})
 
 // friendlier rewrites the decoder's type errors in the config's terms.
 func friendlier(msg string) string {
-	sm := cannotUnmarshal.FindStringSubmatch(msg)
+	sm := cannotUnmarshal().FindStringSubmatch(msg)
 	if sm == nil {
 		return msg
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // ErrInvalidPattern is wrapped by every error of Compile.
@@ -21,7 +22,11 @@ const (
 // pathComponent is the reference grammar's path component (distribution's
 // reference package): lower-case alphanumerics joined by '.', '_', '__' or
 // runs of '-'.
-var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+// Compiled on first use, like config's regexps: the credential helper links
+// this package through config and matches no pattern on its warm path.
+var pathComponent = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+})
 
 type labelKind uint8
 
@@ -234,7 +239,7 @@ func (p *Pattern) compileRepo(s string) error {
 			return fmt.Errorf("repository component %q: '*' is allowed only as the whole last component (myorg/*)", c)
 		case strings.ToLower(c) != c:
 			return fmt.Errorf("repository component %q: repository names are lower case", c)
-		case !pathComponent.MatchString(c):
+		case !pathComponent().MatchString(c):
 			return fmt.Errorf("repository component %q is not a valid repository name component", c)
 		}
 	}
@@ -350,7 +355,7 @@ func ValidRepository(repository string) error {
 		return errors.New("repository longer than 255 characters")
 	}
 	for _, c := range strings.Split(repository, "/") {
-		if !pathComponent.MatchString(c) {
+		if !pathComponent().MatchString(c) {
 			if c == "" {
 				return errors.New("empty repository path component")
 			}
