@@ -29,6 +29,7 @@ type fakeRegistry struct {
 	blobStarted  chan struct{} // if set, receives once per blob GET before the delay
 	blobDelay    time.Duration
 	blobGets     atomic.Int64
+	headNoType   atomic.Bool // HEAD of a manifest answers without Content-Type
 	mu           sync.Mutex
 	auth         []string // Authorization headers seen
 }
@@ -67,7 +68,9 @@ func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	case p == "/v2/":
 		w.WriteHeader(http.StatusOK)
 	case strings.Contains(p, "/manifests/"):
-		w.Header().Set("Content-Type", f.manifestType)
+		if r.Method != http.MethodHead || !f.headNoType.Load() {
+			w.Header().Set("Content-Type", f.manifestType)
+		}
 		w.Header().Set("Docker-Content-Digest", digest.FromBytes(f.manifest).String())
 		w.Header().Set("Content-Length", strconv.Itoa(len(f.manifest)))
 		if r.Method == http.MethodGet {
@@ -229,5 +232,28 @@ func checkDamagedResponse(t *testing.T, attempt int, url string, want digest.Dig
 	}
 	if rerr == nil {
 		t.Fatalf("attempt %d: damaged blob ended cleanly with 200 and %d bytes (matches digest: %v)", attempt, len(body), digest.FromBytes(body) == want)
+	}
+}
+
+// A manifest cached for one repository and linked to another after an
+// upstream HEAD that names no Content-Type keeps the media type it was
+// stored with, instead of a guessed default.
+func TestLinkedManifestKeepsItsMediaType(t *testing.T) {
+	img := randomImage(t, 1024, 1)
+	f := newFakeRegistry(t, img)
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}})
+	d, _ := img.Digest()
+	mt, _ := img.MediaType()
+	resp, _ := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/a/manifests/"+d.String(), nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != string(mt) {
+		t.Fatalf("first fetch: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	f.headNoType.Store(true)
+	resp, _ = p.do(t, http.MethodGet, "/v2/"+testHost+"/team/b/manifests/"+d.String(), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("linked fetch: %s", resp.Status)
+	}
+	if got := resp.Header.Get("Content-Type"); got != string(mt) {
+		t.Fatalf("linked manifest served as %q, stored as %q", got, mt)
 	}
 }

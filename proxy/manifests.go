@@ -64,8 +64,11 @@ func upstreamAccept(client []string) []string {
 type manifest struct {
 	digest    digest.Digest
 	mediaType string
-	data      []byte // nil for a HEAD answered from upstream headers
-	size      int64
+	// declaredType is the upstream's own Content-Type for a HEAD, "" when
+	// it sent none (mediaType is then a guess).
+	declaredType string
+	data         []byte // nil for a HEAD answered from upstream headers
+	size         int64
 }
 
 // serveManifest answers GET and HEAD of a manifest by tag or digest.
@@ -122,7 +125,7 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 				return nil, err
 			}
 			if hm.digest == rt.digest {
-				if err := s.cache.LinkManifest(rt.host, rt.repository, rt.digest, hm.mediaType); err == nil {
+				if err := s.cache.LinkManifest(rt.host, rt.repository, rt.digest, hm.declaredType); err == nil {
 					if cm, err := s.cache.GetManifest(rt.host, rt.repository, rt.digest); err == nil {
 						s.cacheResult(ri, "manifest", "link")
 						return cachedManifest(cm), nil
@@ -263,7 +266,8 @@ func (s *Server) headManifestOnce(ctx context.Context, rt *route, accept []strin
 	if resp.StatusCode != http.StatusOK {
 		return nil, readUpstreamError(rt.host, resp)
 	}
-	m := &manifest{mediaType: mediaTypeOf(resp.Header.Get("Content-Type"), nil), size: resp.ContentLength}
+	ct := resp.Header.Get("Content-Type")
+	m := &manifest{mediaType: mediaTypeOf(ct, nil), declaredType: declaredMediaType(ct), size: resp.ContentLength}
 	if dg := resp.Header.Get("Docker-Content-Digest"); dg != "" {
 		d, err := digest.Parse(dg)
 		if err != nil {
@@ -341,8 +345,7 @@ func badUpstream(host string, code errcode.ErrorCode, msg string) error {
 // mediaTypeOf takes the upstream's Content-Type, or the manifest's own
 // mediaType field when the header says nothing useful.
 func mediaTypeOf(contentType string, data []byte) string {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err == nil && mt != "" && mt != "application/octet-stream" && mt != "text/plain" {
+	if mt := declaredMediaType(contentType); mt != "" {
 		return mt
 	}
 	if data != nil {
@@ -357,6 +360,16 @@ func mediaTypeOf(contentType string, data []byte) string {
 		return contentType
 	}
 	return "application/vnd.oci.image.manifest.v1+json"
+}
+
+// declaredMediaType is the media type a Content-Type header names, or ""
+// when it names none that says what a manifest is.
+func declaredMediaType(contentType string) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err == nil && mt != "" && mt != "application/octet-stream" && mt != "text/plain" {
+		return mt
+	}
+	return ""
 }
 
 // upstreamRequest sends one request for rt to its upstream repository.

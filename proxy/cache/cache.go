@@ -351,7 +351,7 @@ func (c *Cache) Link(host, repo string, d digest.Digest) error {
 }
 
 // LinkManifest is Link for a manifest, with the media type the upstream
-// gave for it in this repository.
+// gave for it in this repository; "" keeps the type it was stored with.
 func (c *Cache) LinkManifest(host, repo string, d digest.Digest, mediaType string) error {
 	return c.link(host, repo, d, kindManifest, mediaType)
 }
@@ -371,6 +371,16 @@ func (c *Cache) link(host, repo string, d digest.Digest, k kind, mediaType strin
 		return fmt.Errorf("link %s to %s: %w", d, s, ErrNotFound)
 	}
 	l := link{s, k}
+	if k == kindManifest && mediaType == "" {
+		// No type named: the content's type is the one it was stored with
+		// for another repository.
+		for ol, mt := range e.links {
+			if ol.kind == kindManifest && mt != "" {
+				mediaType = mt
+				break
+			}
+		}
+	}
 	old, had := e.links[l]
 	e.links[l] = mediaType
 	c.mu.Unlock()
