@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -90,7 +89,8 @@ flags:
 		return usageErr("%v; refresh writes tokens for Amazon ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com, public.ecr.aws)", err)
 	}
 
-	logger := refreshLogger(cfg.Log, stderr, *loop)
+	logger, closeLog := refreshLogger(cfg.Log, stderr, *loop)
+	defer closeLog()
 	dir := dockerconfig.DirFromEnv()
 	var store *dockerconfig.Store
 	if dir != "" {
@@ -206,27 +206,23 @@ func printRefreshReport(w io.Writer, rep refresh.Report, now time.Time) {
 
 func refreshOneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// refreshLogger builds the logger of refresh from the config's log section.
-// A one-shot run prints its own report lines, so it logs only warnings.
-func refreshLogger(c config.Log, stderr io.Writer, loop bool) *slog.Logger {
+// refreshLogger builds the logger of refresh from the config's log section
+// (newLogger, shared with the proxy). A one-shot run prints its own report
+// lines, so it logs only warnings. A log file that cannot be opened is
+// reported and stderr used instead: a refresh must not fail for its log.
+func refreshLogger(c config.Log, stderr io.Writer, loop bool) (*slog.Logger, func()) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		level = slog.LevelInfo
+	if !loop && (level.UnmarshalText([]byte(c.Level)) != nil || level < slog.LevelWarn) {
+		c.Level = "warn"
 	}
-	if !loop {
-		level = max(level, slog.LevelWarn)
+	log, closeFn, err := newLogger(c, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "tollgate refresh: %v; logging to stderr\n", err)
+		c.File = ""
+		log, closeFn, err = newLogger(c, stderr)
 	}
-	w := stderr
-	if c.File != "" {
-		if f, err := os.OpenFile(c.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
-			w = f
-		} else {
-			fmt.Fprintf(stderr, "tollgate refresh: log file: %v; logging to stderr\n", err)
-		}
+	if err != nil { // an invalid level: config validation refuses those
+		log, closeFn = slog.New(slog.NewTextHandler(stderr, nil)), func() {}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return log, closeFn
 }
