@@ -110,6 +110,30 @@ func pullConcurrently(b *testing.B, n int, base, repo, ref string) time.Duration
 	return d
 }
 
+// warmPulls runs the timed warm pulls and reports the CPU time the proxy
+// (process pid) and the client (this process) spent per pull: on two cores
+// they compete, so the proxy's share shows how much of the wall time is its.
+func warmPulls(b *testing.B, pid int, base, repo, tag string) {
+	b.Helper()
+	proxy0, err := ProcessCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client0 := SelfCPU()
+	b.ResetTimer()
+	for range b.N {
+		pullOnce(b, base, repo, tag)
+	}
+	b.StopTimer()
+	proxy1, err := ProcessCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client1 := SelfCPU()
+	b.ReportMetric(float64(proxy1-proxy0)/float64(time.Millisecond)/float64(b.N), "proxy-CPU-ms/pull")
+	b.ReportMetric(float64(client1-client0)/float64(time.Millisecond)/float64(b.N), "client-CPU-ms/pull")
+}
+
 func (e *env) startTollgate(b *testing.B) *harness.Proxy {
 	return harness.StartProxy(b, e.bin, harness.ProxyConfig{
 		Allowlist: []string{upstreamHost},
@@ -150,6 +174,23 @@ func BenchmarkProxyPull(b *testing.B) {
 	repo, tag := e.img.Repository, e.img.Tag
 	viaTollgate := upstreamHost + "/" + repo
 
+	// What the client's own hashing costs here, with no registry and no
+	// network: the floor under any warm pull on this machine.
+	b.Run("client-hash-only", func(b *testing.B) {
+		b.SetBytes(e.img.LayerBytes)
+		data := make([]byte, layerSize)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		client0 := SelfCPU()
+		b.ResetTimer()
+		for range b.N {
+			HashLayers(data, *layerN, *parallel)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(SelfCPU()-client0)/float64(time.Millisecond)/float64(b.N), "client-CPU-ms/pull")
+	})
+
 	b.Run("direct", func(b *testing.B) {
 		b.SetBytes(e.img.LayerBytes)
 		for range b.N {
@@ -176,10 +217,26 @@ func BenchmarkProxyPull(b *testing.B) {
 		b.SetBytes(e.img.LayerBytes)
 		px := e.startTollgate(b)
 		pullOnce(b, px.URL, viaTollgate, tag)
+		warmPulls(b, px.Process.Cmd.Process.Pid, px.URL, viaTollgate, tag)
+	})
+
+	// The same warm pull from a bare file server (in this process, blobs
+	// with sendfile): how fast any registry could serve it on this machine.
+	b.Run("static-files", func(b *testing.B) {
+		b.SetBytes(e.img.LayerBytes)
+		s, err := StartStaticServer(context.Background(), e.upstream.URL, repo, tag, b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		pullOnce(b, s.URL, repo, tag)
+		client0 := SelfCPU()
 		b.ResetTimer()
 		for range b.N {
-			pullOnce(b, px.URL, viaTollgate, tag)
+			pullOnce(b, s.URL, repo, tag)
 		}
+		b.StopTimer()
+		b.ReportMetric(float64(SelfCPU()-client0)/float64(time.Millisecond)/float64(b.N), "client+server-CPU-ms/pull")
 	})
 
 	b.Run(fmt.Sprintf("tollgate-cold-%dclients", *clients), func(b *testing.B) {
@@ -228,10 +285,7 @@ func BenchmarkProxyPull(b *testing.B) {
 			reg := e.startDistribution(b, dist.binary)
 			pullOnce(b, reg.URL, repo, tag)
 			e.waitStored(b, reg)
-			b.ResetTimer()
-			for range b.N {
-				pullOnce(b, reg.URL, repo, tag)
-			}
+			warmPulls(b, reg.Process.Cmd.Process.Pid, reg.URL, repo, tag)
 		})
 
 		b.Run(fmt.Sprintf("%s-cold-%dclients", dist.name, *clients), func(b *testing.B) {
