@@ -27,13 +27,29 @@ func TestCloseWaitsForFill(t *testing.T) {
 	r.Close() // the only client left
 	closed := make(chan error)
 	go func() { closed <- c.Close(context.Background()) }()
+	// Close has begun once Fetch refuses; until the fill is released it
+	// must not return.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-closed:
+			t.Fatalf("Close returned before the fill finished: %v", err)
+		default:
+		}
+		r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
+		if errors.Is(err, ErrClosed) {
+			break
+		}
+		if err == nil {
+			r.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fetch after Close: %v, want ErrClosed", err)
+		}
+	}
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned before the fill finished: %v", err)
 	case <-time.After(100 * time.Millisecond):
-	}
-	if _, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Fetch after Close: %v, want ErrClosed", err)
 	}
 	u.release()
 	if err := <-closed; err != nil {
