@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,17 +22,7 @@ const ecrHost = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
 func ecrHelper(t *testing.T) (*Helper, *fakeaws.Server) {
 	t.Helper()
 	s := fakeaws.Start(t, fakeaws.Options{})
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	s.UseEnv(t)
 	s.SetInstanceRole("ci-worker", "arn:aws:iam::111111111111:role/ci-worker")
 	e, err := ecr.NewEngine(ecr.Options{CacheDir: t.TempDir(), RetryBudget: time.Second})
 	if err != nil {

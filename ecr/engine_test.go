@@ -34,17 +34,7 @@ const (
 func awsEnv(t *testing.T, opts fakeaws.Options) *fakeaws.Server {
 	t.Helper()
 	s := fakeaws.Start(t, opts)
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	s.UseEnv(t)
 	// Shared config files of the test's own, which outlive the fake.
 	dir := t.TempDir()
 	for _, name := range []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"} {

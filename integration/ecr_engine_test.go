@@ -8,7 +8,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -17,26 +16,10 @@ import (
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
-// useFakeAWSEnv makes this process's environment that of a host user whose
-// AWS is s: no host AWS_* variable, the fake's endpoints, then extra.
-func useFakeAWSEnv(t *testing.T, s *fakeaws.Server, extra ...string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") {
-			t.Setenv(k, "")
-			_ = os.Unsetenv(k)
-		}
-	}
-	for _, kv := range append(s.Env(), extra...) {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-}
-
 func TestECREngineAssumesPerRegistryRole(t *testing.T) {
 	s := fakeaws.Start(t, fakeaws.Options{})
 	s.AddUser(itUserKeyA, itUserSecretA, itUserARNA)
-	useFakeAWSEnv(t, s, s.UserEnv(itUserKeyA)...)
+	s.UseEnv(t, s.UserEnv(itUserKeyA)...)
 	ctx := context.Background()
 
 	const crossAccount = "444444444444.dkr.ecr.eu-west-1.amazonaws.com"

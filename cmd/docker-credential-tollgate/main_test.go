@@ -46,19 +46,9 @@ func fakeEnv(t *testing.T) *fakeaws.Server {
 		t.Fatal(err)
 	}
 	s := fakeaws.Start(t, fakeaws.Options{})
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") || k == "SPACELIFT_DOCKER_CONFIG_DIR" {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("TOLLGATE_CACHE_DIR", t.TempDir())
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	t.Setenv("TOLLGATE_BIN", bin)
+	s.UseEnv(t, "TOLLGATE_CACHE_DIR="+t.TempDir(), "TOLLGATE_BIN="+bin)
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", "")
+	os.Unsetenv("SPACELIFT_DOCKER_CONFIG_DIR")
 	s.SetInstanceRole("ci-worker", "arn:aws:iam::111111111111:role/ci-worker")
 	return s
 }

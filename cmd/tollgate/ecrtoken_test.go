@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,18 +13,7 @@ import (
 
 func TestECRToken(t *testing.T) {
 	s := fakeaws.Start(t, fakeaws.Options{})
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("TOLLGATE_CACHE_DIR", t.TempDir())
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	s.UseEnv(t, "TOLLGATE_CACHE_DIR="+t.TempDir())
 	s.SetInstanceRole("ci-worker", "arn:aws:iam::111111111111:role/ci-worker")
 	const host = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
 	ctx := context.Background()

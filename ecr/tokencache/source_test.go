@@ -7,20 +7,16 @@ import (
 	"testing"
 
 	"github.com/spacelift-io/tollgate/ecr/ecrhost"
+
+	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
 // cleanAWSEnv clears every AWS_* variable and points the shared files at
 // a config file with the given content.
 func cleanAWSEnv(t *testing.T, sharedConfig string) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
+	fakeaws.ClearEnv(t)
 	dir := t.TempDir()
-	t.Setenv("HOME", dir)
 	cfg := filepath.Join(dir, "config")
 	if err := os.WriteFile(cfg, []byte(sharedConfig), 0o600); err != nil {
 		t.Fatal(err)

@@ -206,6 +206,31 @@ func (s *Server) Env() []string {
 	return env
 }
 
+// ClearEnv removes from the test process, for the test's duration, every
+// variable whose name starts with AWS_ or TOLLGATE_, and points HOME at an
+// empty directory: no setting of the host reaches the code under test.
+func ClearEnv(t testing.TB) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TOLLGATE_") {
+			t.Setenv(k, "") // restored after the test...
+			os.Unsetenv(k)  // ...and unset, not empty, during it
+		}
+	}
+	t.Setenv("HOME", t.TempDir())
+}
+
+// UseEnv gives the test process the environment of a host whose only AWS is
+// this fake: ClearEnv, then Env(), then extra (KEY=VALUE).
+func (s *Server) UseEnv(t testing.TB, extra ...string) {
+	t.Helper()
+	ClearEnv(t)
+	for _, kv := range append(s.Env(), extra...) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
 // Environ returns os.Environ() without any AWS_* variable of the host,
 // followed by Env() and extra: a complete environment for exec.Cmd.Env.
 func (s *Server) Environ(extra ...string) []string {

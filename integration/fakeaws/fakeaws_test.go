@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -42,16 +41,7 @@ const (
 // s.Environ(extra...): no host AWS_* variable, the fake's, and extra.
 func useEnv(t *testing.T, s *fakeaws.Server, extra ...string) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
-			t.Setenv(k, "")
-			_ = os.Unsetenv(k)
-		}
-	}
-	for _, kv := range append(s.Env(), extra...) {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	s.UseEnv(t, extra...)
 }
 
 // loadConfig loads the SDK's default configuration from the environment,
