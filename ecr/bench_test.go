@@ -2,7 +2,6 @@ package ecr
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
@@ -12,7 +11,7 @@ import (
 // engine (as in a new process) answering from the disk cache.
 func BenchmarkWarmTokenNewEngine(b *testing.B) {
 	s := fakeaws.Start(b, fakeaws.Options{})
-	benchEnv(b, s)
+	s.UseEnv(b)
 	s.SetInstanceRole("ci-worker", roleARN)
 	dir := b.TempDir()
 	e, err := NewEngine(Options{CacheDir: dir})
@@ -39,7 +38,7 @@ func BenchmarkWarmTokenNewEngine(b *testing.B) {
 // BenchmarkWarmTokenSameEngine is the proxy's path: one long-lived engine.
 func BenchmarkWarmTokenSameEngine(b *testing.B) {
 	s := fakeaws.Start(b, fakeaws.Options{})
-	benchEnv(b, s)
+	s.UseEnv(b)
 	s.SetInstanceRole("ci-worker", roleARN)
 	e, err := NewEngine(Options{CacheDir: b.TempDir()})
 	if err != nil {
@@ -53,14 +52,4 @@ func BenchmarkWarmTokenSameEngine(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func benchEnv(b *testing.B, s *fakeaws.Server) {
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		b.Setenv(k, v)
-	}
-	b.Setenv("AWS_PROFILE", "")
-	b.Setenv("AWS_ACCESS_KEY_ID", "")
-	b.Setenv("HOME", b.TempDir())
 }
