@@ -196,6 +196,61 @@ func TestKubernetesSecretRoundTripAndMerge(t *testing.T) {
 	_ = rep
 }
 
+// A Secret fetched with `kubectl get secret -o yaml` keeps its labels and
+// annotations through a refresh; kubectl's last-applied-configuration (the
+// old data) and the fields the API server sets are not written back.
+func TestKubernetesSecretKeepsLabelsAndAnnotations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.yaml")
+	oldCfg := base64.StdEncoding.EncodeToString([]byte(`{"auths":{"` + hostB + `":{"auth":"` +
+		base64.StdEncoding.EncodeToString([]byte("AWS:b0")) + `"}}}`))
+	fetched := `apiVersion: v1
+kind: Secret
+metadata:
+  name: ecr-pull
+  namespace: ci
+  uid: 0b1c2d3e-0000-4000-8000-000000000001
+  resourceVersion: "4711"
+  creationTimestamp: "2026-11-01T00:00:00Z"
+  labels:
+    team: platform
+    app.kubernetes.io/managed-by: someone-else
+  annotations:
+    owner: platform@example.com
+    kubectl.kubernetes.io/last-applied-configuration: '{"data":{".dockerconfigjson":"` + oldCfg + `"}}'
+type: kubernetes.io/dockerconfigjson
+data:
+  .dockerconfigjson: ` + oldCfg + "\n"
+	if err := os.WriteFile(path, []byte(fetched), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(12 * time.Hour)
+	m := &tableMinter{tokens: map[string]Token{hostA: {Username: "AWS", Password: "a1", ExpiresAt: exp}}}
+	sink := KubernetesSecret{Name: "ecr-pull", Namespace: "ci", Path: path}
+	r := &Refresher{Minter: m, Sink: sink, Registries: []string{hostA}}
+	if rep, err := r.Once(context.Background()); err != nil || !rep.OK() {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	data, _ := os.ReadFile(path)
+	s, f, err := ParseSecret(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Metadata.Labels; got["team"] != "platform" || got["app.kubernetes.io/managed-by"] != "tollgate" || len(got) != 2 {
+		t.Errorf("labels %v", got)
+	}
+	if got := s.Metadata.Annotations; got["owner"] != "platform@example.com" || got[ExpiresAnnotation] == "" || len(got) != 2 {
+		t.Errorf("annotations %v", got)
+	}
+	for _, gone := range []string{"uid", "resourceVersion", "creationTimestamp", "last-applied"} {
+		if bytes.Contains(data, []byte(gone)) {
+			t.Errorf("%q written back:\n%s", gone, data)
+		}
+	}
+	if _, p, ok, _ := f.Auth(hostB); !ok || p != "b0" {
+		t.Errorf("the entry of a registry not refreshed was lost: %q %v", p, ok)
+	}
+}
+
 func TestValidateSecretName(t *testing.T) {
 	for _, c := range []struct {
 		name, ns string

@@ -68,7 +68,9 @@ func ValidateSecretName(name, namespace string) error {
 // manifest, to Path, or to Out when Path is "". When Path already holds
 // such a Secret (e.g. from `kubectl get secret -o yaml`), its docker config
 // is the starting point: entries of registries that were not refreshed are
-// kept.
+// kept, and so are its labels and annotations (but for kubectl's
+// last-applied-configuration, which holds the old docker config). Fields the
+// API server sets (uid, resourceVersion, ...) are not written.
 type KubernetesSecret struct {
 	Name, Namespace string
 	Path            string
@@ -108,27 +110,35 @@ func ParseSecret(name string, data []byte) (*Secret, *dockerconfig.File, error) 
 	return &s, f, nil
 }
 
-func (k KubernetesSecret) existing() (*dockerconfig.File, error) {
+// lastApplied is the annotation `kubectl apply` (client-side) keeps the
+// whole previous manifest in: for a Secret, its old data.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// existing returns the Secret at Path (nil when there is none yet) and its
+// docker config (empty when there is none).
+func (k KubernetesSecret) existing() (*Secret, *dockerconfig.File, error) {
 	if k.Path == "" {
-		return dockerconfig.Parse("secret", nil)
+		f, err := dockerconfig.Parse("secret", nil)
+		return nil, f, err
 	}
 	data, err := os.ReadFile(k.Path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(bytes.TrimSpace(data)) == 0) {
-		return dockerconfig.Parse(k.Path, nil)
+		f, err := dockerconfig.Parse(k.Path, nil)
+		return nil, f, err
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	_, f, err := ParseSecret(k.Path, data)
+	s, f, err := ParseSecret(k.Path, data)
 	if err != nil {
-		return nil, fmt.Errorf("%w; refusing to overwrite it: move it away or name another --output", err)
+		return nil, nil, fmt.Errorf("%w; refusing to overwrite it: move it away or name another --output", err)
 	}
-	return f, nil
+	return s, f, nil
 }
 
 // Hosts returns the registries of the Secret already at Path.
 func (k KubernetesSecret) Hosts(ctx context.Context) ([]string, error) {
-	f, err := k.existing()
+	_, f, err := k.existing()
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +161,7 @@ func (k KubernetesSecret) Write(ctx context.Context, tokens map[string]Token) er
 		}
 		defer lock.Unlock()
 	}
-	f, err := k.existing()
+	old, f, err := k.existing()
 	if err != nil {
 		return err
 	}
@@ -160,7 +170,7 @@ func (k KubernetesSecret) Write(ctx context.Context, tokens map[string]Token) er
 	if err != nil {
 		return err
 	}
-	manifest, err := k.render(cfg, tokens)
+	manifest, err := k.render(old, cfg, tokens)
 	if err != nil {
 		return err
 	}
@@ -171,23 +181,37 @@ func (k KubernetesSecret) Write(ctx context.Context, tokens map[string]Token) er
 	return securefile.WriteFile(k.Path, manifest)
 }
 
-func (k KubernetesSecret) render(cfg []byte, tokens map[string]Token) ([]byte, error) {
+// render builds the manifest; old is the Secret being replaced, if any,
+// whose labels and annotations carry over.
+func (k KubernetesSecret) render(old *Secret, cfg []byte, tokens map[string]Token) ([]byte, error) {
 	var earliest time.Time
 	for _, t := range tokens {
 		if earliest.IsZero() || t.ExpiresAt.Before(earliest) {
 			earliest = t.ExpiresAt
 		}
 	}
+	labels := map[string]string{}
+	annotations := map[string]string{}
+	if old != nil {
+		for name, value := range old.Metadata.Labels {
+			labels[name] = value
+		}
+		for name, value := range old.Metadata.Annotations {
+			if name != lastApplied {
+				annotations[name] = value
+			}
+		}
+	}
+	labels["app.kubernetes.io/managed-by"] = "tollgate"
+	annotations[ExpiresAnnotation] = earliest.UTC().Format(time.RFC3339)
 	s := Secret{
 		APIVersion: "v1",
 		Kind:       "Secret",
 		Metadata: SecretMeta{
-			Name:      k.Name,
-			Namespace: k.Namespace,
-			Labels:    map[string]string{"app.kubernetes.io/managed-by": "tollgate"},
-			Annotations: map[string]string{
-				ExpiresAnnotation: earliest.UTC().Format(time.RFC3339),
-			},
+			Name:        k.Name,
+			Namespace:   k.Namespace,
+			Labels:      labels,
+			Annotations: annotations,
 		},
 		Type: SecretType,
 		Data: map[string]string{SecretKey: base64.StdEncoding.EncodeToString(bytes.TrimSpace(cfg))},
