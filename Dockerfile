@@ -2,8 +2,11 @@
 # refresh, check, doctor) and what a Spacelift runner needs around them.
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t tollgate .
-#   docker run --rm -p 5000:5000 tollgate                 # the proxy, as a sidecar
+#   docker run --rm -p 127.0.0.1:5000:5000 tollgate       # the proxy, as a sidecar
 #   docker run --rm tollgate refresh --registry HOST ...  # any other subcommand
+#
+# Publish the port on the host's loopback only: the proxy authenticates no
+# client and, in private mode, pulls with this host's credentials.
 #
 # Base images are named by exact version. To pin them by digest as well (the
 # tag stays for humans, the digest is what is pulled), resolve each tag once

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -327,5 +328,47 @@ func TestDocsShowTheDefault(t *testing.T) {
 	}
 	if !strings.Contains(string(doc), "```yaml\n"+string(DefaultYAML())+"```\n") {
 		t.Error("docs/config.md does not show config/default.yaml as it is; copy it again")
+	}
+}
+
+// nestedMerges returns a config whose proxy mapping merges, level after
+// level, the level below it four times (duplicate "<<" keys): a few
+// kilobytes that spell billions of paths through the merge keys.
+func nestedMerges(levels int) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "proxy: &b%d\n", levels)
+	var emit func(i, indent int)
+	emit = func(i, indent int) {
+		pad := strings.Repeat("  ", indent)
+		if i == 0 {
+			fmt.Fprintf(&b, "%s<<: &b0 {listen: \"127.0.0.1:5000\"}\n%s<<: *b0\n", pad, pad)
+			return
+		}
+		fmt.Fprintf(&b, "%s<<: &b%d\n", pad, i)
+		emit(i-1, indent+1)
+		for range 3 {
+			fmt.Fprintf(&b, "%s<<: *b%d\n", pad, i)
+		}
+	}
+	emit(levels-1, 1)
+	return []byte(b.String())
+}
+
+// A small file of nested, repeated merge keys must be refused at once, not
+// walked path by path (the loader would hang for hours).
+func TestParseNestedMergeKeysDoNotExplode(t *testing.T) {
+	data := nestedMerges(30)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Parse(data, "merges.yaml")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Parse = %v, want an ErrInvalid error (the duplicate \"<<\" key)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Parse of a 2 KB config with nested merge keys did not return within 30s")
 	}
 }

@@ -205,7 +205,7 @@ func decode(data []byte, name string) (*Config, *yaml.Node, error) {
 		return nil, nil, &Error{File: name, Problems: []Problem{{Line: root.Line,
 			Msg: "the top level must be a mapping of keys (mode:, allowlist:, proxy:, ...)"}}}
 	}
-	if ps := checkKeys(root, reflect.TypeOf(Config{}), "", 0); len(ps) > 0 {
+	if ps := (keyChecker{}).check(root, reflect.TypeOf(Config{}), "", 0); len(ps) > 0 {
 		return nil, nil, &Error{File: name, Problems: ps}
 	}
 	strict := yaml.NewDecoder(bytes.NewReader(data))
@@ -262,18 +262,33 @@ func friendlier(msg string) string {
 	return fmt.Sprintf("invalid value %q: expected %s", val, into)
 }
 
-// checkKeys reports every mapping key under n that t has no field for,
+// keyChecker remembers the (node, type) pairs it has checked. Aliases and
+// merge keys let one node be reached along many paths (a few nested,
+// repeated merges spell billions), and checking it once per type says all
+// there is to say about it.
+type keyChecker map[nodeType]bool
+
+type nodeType struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+// check reports every mapping key under n that t has no field for,
 // recursing through structs, pointers, slices and maps of them.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, depth int) []Problem {
+func (kc keyChecker) check(n *yaml.Node, t reflect.Type, path string, depth int) []Problem {
 	if n == nil || depth > 32 {
 		return nil
 	}
 	if n.Kind == yaml.AliasNode {
-		return checkKeys(n.Alias, t, path, depth+1)
+		return kc.check(n.Alias, t, path, depth+1)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if kc[nodeType{n, t}] {
+		return nil
+	}
+	kc[nodeType{n, t}] = true
 	var ps []Problem
 	switch t.Kind() {
 	case reflect.Struct:
@@ -284,7 +299,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, depth int) []Problem {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Value == "<<" { // merge key: its mapping has the same type
-				ps = append(ps, checkKeys(v, t, path, depth+1)...)
+				ps = append(ps, kc.check(v, t, path, depth+1)...)
 				continue
 			}
 			ft, ok := fields[k.Value]
@@ -292,21 +307,21 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, depth int) []Problem {
 				ps = append(ps, Problem{Line: k.Line, Msg: unknownKey(k.Value, path, fields)})
 				continue
 			}
-			ps = append(ps, checkKeys(v, ft, join(path, k.Value), depth+1)...)
+			ps = append(ps, kc.check(v, ft, join(path, k.Value), depth+1)...)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode || t.Elem().Kind() == reflect.Interface {
 			return nil
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			ps = append(ps, checkKeys(n.Content[i+1], t.Elem(), join(path, strconv.Quote(n.Content[i].Value)), depth+1)...)
+			ps = append(ps, kc.check(n.Content[i+1], t.Elem(), join(path, strconv.Quote(n.Content[i].Value)), depth+1)...)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return nil
 		}
 		for i, item := range n.Content {
-			ps = append(ps, checkKeys(item, t.Elem(), join(path, strconv.Itoa(i)), depth+1)...)
+			ps = append(ps, kc.check(item, t.Elem(), join(path, strconv.Itoa(i)), depth+1)...)
 		}
 	}
 	return ps

@@ -121,7 +121,7 @@ func Run(ctx context.Context, o Options) Report {
 		})
 	}
 	add(func(ctx context.Context) []Result {
-		return []Result{d.check(ctx, "proxy", o.ProxyURL, func(ctx context.Context) Result { return checkProxy(ctx, o.HTTPClient, o.ProxyURL) })}
+		return []Result{d.check(ctx, "proxy", shownURL(o.ProxyURL), func(ctx context.Context) Result { return checkProxy(ctx, o.HTTPClient, o.ProxyURL) })}
 	})
 	wg.Wait()
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
 
 func TestCheckThatIgnoresItsContextIsCutOff(t *testing.T) {
@@ -92,5 +94,43 @@ func TestWriteTextAndJSON(t *testing.T) {
 	var back Report
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back.OK || len(back.Checks) != 2 || back.Checks[1].Target != "public.ecr.aws" {
 		t.Errorf("json round trip: %+v %v", back, err)
+	}
+}
+
+// A --proxy URL may carry a login (a proxy behind an authenticating front):
+// its password is never printed, in the check's target or its detail,
+// whether the proxy answers or not.
+func TestProxyURLPasswordIsNotPrinted(t *testing.T) {
+	fakeaws.ClearEnv(t)
+	// No AWS anywhere: the AWS checks find nothing and call nothing.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("PATH", t.TempDir())
+	const password = "s3cr3t-pw"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer up.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // refuses connections from now on
+	for _, base := range []string{up.URL, down.URL, down.URL + "/%zz"} {
+		withLogin := strings.Replace(base, "http://", "http://tollgate:"+password+"@", 1)
+		rep := Run(context.Background(), Options{ProxyURL: withLogin, Timeout: 2 * time.Second})
+		var text, js bytes.Buffer
+		WriteText(&text, rep)
+		if err := WriteJSON(&js, rep); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text.String()+js.String(), password) {
+			t.Errorf("--proxy %s: the password is printed:\n%s", base, text.String())
+		}
+		if !strings.Contains(text.String(), "proxy ") {
+			t.Errorf("--proxy %s: no proxy check in the report:\n%s", base, text.String())
+		}
 	}
 }

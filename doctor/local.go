@@ -165,14 +165,36 @@ func writable(dir string) error {
 	return os.Remove(name)
 }
 
+// shownURL is s as messages show it: the password of the URL's user-info
+// replaced by "xxxxx", and, when s does not parse, everything up to the
+// last '@' of its authority.
+func shownURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	authority := rest
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		authority = rest[:j]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		return scheme + "xxxxx" + rest[at:]
+	}
+	return s
+}
+
 func checkProxy(ctx context.Context, client *http.Client, base string) Result {
 	if base == "" {
 		return Result{Status: StatusSkip, Detail: "no --proxy URL given"}
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Result{Status: StatusFail, Detail: fmt.Sprintf("%q is not an http(s) URL", base), Fix: "pass the proxy's base URL, e.g. --proxy http://127.0.0.1:5000"}
+		return Result{Status: StatusFail, Detail: fmt.Sprintf("%q is not an http(s) URL", shownURL(base)), Fix: "pass the proxy's base URL, e.g. --proxy http://127.0.0.1:5000"}
 	}
+	shown := strings.TrimRight(u.Redacted(), "/")
 	var lastErr error
 	for _, path := range []string{"/healthz", "/v2/"} {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
@@ -187,14 +209,14 @@ func checkProxy(ctx context.Context, client *http.Client, base string) Result {
 		resp.Body.Close()
 		switch {
 		case path == "/healthz" && resp.StatusCode == http.StatusOK:
-			return Result{Status: StatusOK, Detail: base + path + " answers 200"}
+			return Result{Status: StatusOK, Detail: shown + path + " answers 200"}
 		case path == "/v2/" && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized):
 			if resp.Header.Get("Docker-Distribution-API-Version") == "" {
-				return Result{Status: StatusWarn, Detail: fmt.Sprintf("%s%s answers %d but not as a registry (no Docker-Distribution-API-Version header)", base, path, resp.StatusCode), Fix: "check that --proxy names the tollgate proxy and not another service"}
+				return Result{Status: StatusWarn, Detail: fmt.Sprintf("%s%s answers %d but not as a registry (no Docker-Distribution-API-Version header)", shown, path, resp.StatusCode), Fix: "check that --proxy names the tollgate proxy and not another service"}
 			}
-			return Result{Status: StatusOK, Detail: fmt.Sprintf("%s%s answers %d as a registry", base, path, resp.StatusCode)}
+			return Result{Status: StatusOK, Detail: fmt.Sprintf("%s%s answers %d as a registry", shown, path, resp.StatusCode)}
 		}
-		lastErr = fmt.Errorf("%s%s answered %s", base, path, resp.Status)
+		lastErr = fmt.Errorf("%s%s answered %s", shown, path, resp.Status)
 	}
 	fix := "start the proxy (systemctl start tollgate-proxy, or tollgate proxy --listen ADDR) and check --proxy names its address"
 	if errors.Is(lastErr, context.DeadlineExceeded) || strings.Contains(fmt.Sprint(lastErr), "Timeout") {

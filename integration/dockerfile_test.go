@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,4 +210,42 @@ func TestDockerfileRuntimeStage(t *testing.T) {
 		t.Fatalf("ENTRYPOINT+CMD = %v, want tollgate proxy ...", argv)
 	}
 	t.Run("entrypoint command exists", func(t *testing.T) { opsCheckCommandLine(t, argv) })
+}
+
+// TestDockerRunPublishesOnLoopback checks the documented `docker run`
+// lines of the runner image: the proxy authenticates no client and, in
+// private mode, sends the host's credentials upstream, so publishing its
+// port must bind the host's loopback address (-p 127.0.0.1:5000:5000), never
+// every interface (-p 5000:5000).
+func TestDockerRunPublishesOnLoopback(t *testing.T) {
+	publish := regexp.MustCompile(`(?:^|\s)(?:-p|--publish)(?:\s+|=)(\S+)`)
+	seen := 0
+	for _, f := range []string{"Dockerfile", "docs/runner-image.md", "README.md", "docs/proxy.md"} {
+		b, err := os.ReadFile(filepath.Join(opsModuleRoot(t), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "docker run") {
+				continue
+			}
+			for _, m := range publish.FindAllStringSubmatch(line, -1) {
+				seen++
+				// ip:hostPort:containerPort; [::1]:hostPort:containerPort.
+				spec := m[1]
+				ip := ""
+				if i := strings.LastIndex(spec, ":"); i >= 0 {
+					if j := strings.LastIndex(spec[:i], ":"); j >= 0 {
+						ip = strings.Trim(spec[:j], "[]")
+					}
+				}
+				if a := net.ParseIP(ip); a == nil || !a.IsLoopback() {
+					t.Errorf("%s:%d: docker run %s publishes the proxy on every interface of the host; bind loopback (-p 127.0.0.1:5000:5000)", f, n+1, strings.TrimSpace(m[0]))
+				}
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no docker run -p line found in the runner image docs; the test looks in the wrong place")
+	}
 }

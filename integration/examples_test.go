@@ -1,6 +1,6 @@
 package integration
 
-// needs: systemd (systemd-analyze verifies the units; that part is skipped without it)
+// needs: systemd (systemd-analyze verifies the units)
 
 import (
 	"bufio"
@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/integration/harness"
 	"github.com/spacelift-io/tollgate/refresh"
 )
 
@@ -213,6 +214,10 @@ func TestExampleSystemdUnits(t *testing.T) {
 			if cfg, ok := opsFlagValue(argv, "config"); ok && cfg != "/etc/tollgate/config.yaml" {
 				t.Errorf("--config %s, the example config is installed as /etc/tollgate/config.yaml", cfg)
 			}
+			if u["Service"]["ProtectSystem"] != nil {
+				// In a subtest: its environment (HOME) ends with it.
+				t.Run("writable dirs", func(t *testing.T) { opsCheckUnitWritesAllowed(t, u, c.sub, env) })
+			}
 			t.Run("command exists", func(t *testing.T) { opsCheckCommandLine(t, argv[0:]) })
 		})
 	}
@@ -237,13 +242,54 @@ func TestExampleSystemdUnits(t *testing.T) {
 	})
 }
 
+// opsCheckUnitWritesAllowed checks, for a unit with ProtectSystem= (which
+// makes everything outside ReadWritePaths read-only, /home included), that
+// every directory the command writes with the example config is writable:
+// the token cache, and the proxy's content cache. The unit runs with
+// systemd's environment for User=: HOME is the user's home, no
+// XDG_CACHE_HOME.
+func opsCheckUnitWritesAllowed(t *testing.T, u opsUnit, sub string, env map[string]string) {
+	t.Helper()
+	t.Setenv("HOME", "/home/"+u.one(t, "Service", "User"))
+	t.Setenv("XDG_CACHE_HOME", "")
+	cfg, err := config.Parse(opsExample(t, "tollgate/config.yaml"), "examples/tollgate/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := strings.Fields(strings.Join(u["Service"]["ReadWritePaths"], " "))
+	writable := func(dir string) bool {
+		for _, p := range rw {
+			if dir == p || strings.HasPrefix(dir, strings.TrimSuffix(p, "/")+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	tokenCache := cfg.ECR.CacheDir
+	if tokenCache == "" {
+		tokenCache = env["TOLLGATE_CACHE_DIR"]
+	}
+	dirs := map[string]string{"token cache (ecr.cache_dir, TOLLGATE_CACHE_DIR)": tokenCache}
+	if sub == "proxy" {
+		dirs["proxy cache (proxy.cache.dir)"] = cfg.Proxy.Cache.Dir
+	}
+	for what, d := range dirs {
+		if d == "" || !writable(d) {
+			t.Errorf("%s is %q, which ProtectSystem leaves read-only: not under ReadWritePaths=%s", what, d, strings.Join(rw, " "))
+		}
+	}
+}
+
 // TestExampleSystemdVerify has systemd itself check the units, with the
 // binary path pointed at the built tollgate: unknown keys, bad values and
 // commands that are not executable are reported.
 func TestExampleSystemdVerify(t *testing.T) {
+	// Installed by scripts/install-test-deps.sh: as root a missing
+	// systemd-analyze fails the test instead of skipping it.
+	harness.RequireCommands(t, "systemd-analyze")
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed")
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	src := filepath.Join(opsModuleRoot(t), "examples", "systemd")

@@ -251,6 +251,34 @@ data:
 	}
 }
 
+// A Secret fetched with `kubectl get secret -n ci -o yaml` and refreshed
+// without --namespace stays in its namespace: dropping it would make
+// `kubectl apply -f FILE` write to the context's default namespace, and the
+// Secret the pods use would go stale. --namespace, when given, wins.
+func TestKubernetesSecretKeepsItsNamespace(t *testing.T) {
+	fetched := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: ecr-pull\n  namespace: ci\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: e30=\n"
+	exp := time.Now().Add(12 * time.Hour)
+	for _, c := range []struct{ flag, want string }{{"", "ci"}, {"prod", "prod"}} {
+		path := filepath.Join(t.TempDir(), "secret.yaml")
+		if err := os.WriteFile(path, []byte(fetched), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		m := &tableMinter{tokens: map[string]Token{hostA: {Username: "AWS", Password: "a1", ExpiresAt: exp}}}
+		r := &Refresher{Minter: m, Sink: KubernetesSecret{Name: "ecr-pull", Namespace: c.flag, Path: path}, Registries: []string{hostA}}
+		if rep, err := r.Once(context.Background()); err != nil || !rep.OK() {
+			t.Fatalf("%+v %v", rep, err)
+		}
+		data, _ := os.ReadFile(path)
+		s, _, err := ParseSecret(path, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Metadata.Namespace != c.want {
+			t.Errorf("--namespace %q on a Secret of namespace ci: written to namespace %q, want %q", c.flag, s.Metadata.Namespace, c.want)
+		}
+	}
+}
+
 func TestValidateSecretName(t *testing.T) {
 	for _, c := range []struct {
 		name, ns string

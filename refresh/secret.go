@@ -69,8 +69,9 @@ func ValidateSecretName(name, namespace string) error {
 // such a Secret (e.g. from `kubectl get secret -o yaml`), its docker config
 // is the starting point: entries of registries that were not refreshed are
 // kept, and so are its labels and annotations (but for kubectl's
-// last-applied-configuration, which holds the old docker config). Fields the
-// API server sets (uid, resourceVersion, ...) are not written.
+// last-applied-configuration, which holds the old docker config), and its
+// namespace when Namespace is "". Fields the API server sets (uid,
+// resourceVersion, ...) are not written.
 type KubernetesSecret struct {
 	Name, Namespace string
 	Path            string
@@ -192,6 +193,16 @@ func (k KubernetesSecret) render(old *Secret, cfg []byte, tokens map[string]Toke
 	}
 	labels := map[string]string{}
 	annotations := map[string]string{}
+	namespace := k.Namespace
+	if namespace == "" && old != nil {
+		// Refreshed without --namespace, a Secret stays where it was:
+		// without one, kubectl apply would write it to the context's
+		// default namespace instead.
+		namespace = old.Metadata.Namespace
+		if err := ValidateSecretName(k.Name, namespace); err != nil {
+			return nil, fmt.Errorf("%s: %w", k.Path, err)
+		}
+	}
 	if old != nil {
 		for name, value := range old.Metadata.Labels {
 			labels[name] = value
@@ -209,7 +220,7 @@ func (k KubernetesSecret) render(old *Secret, cfg []byte, tokens map[string]Toke
 		Kind:       "Secret",
 		Metadata: SecretMeta{
 			Name:        k.Name,
-			Namespace:   k.Namespace,
+			Namespace:   namespace,
 			Labels:      labels,
 			Annotations: annotations,
 		},

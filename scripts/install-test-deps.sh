@@ -2,7 +2,8 @@
 # Installs, only where missing, everything tollgate's tests need on a fresh
 # Debian machine: the real registry, clients and engines the integration tests
 # start (Debian's docker-registry, skopeo, docker.io, containerd, htpasswd),
-# the Go modules, and staticcheck. Safe to run again: a warm machine makes no
+# systemd-analyze (verifies the example units), the Go modules, and
+# staticcheck. Safe to run again: a warm machine makes no
 # apt call and no download.
 #
 # Needs root for the apt part (CI and the development machines run as root).
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
 # Debian packages the tests use, and a file or command that proves each is there.
-APT_PACKAGES=(skopeo docker-registry docker.io containerd apache2-utils ca-certificates)
+APT_PACKAGES=(skopeo docker-registry docker.io containerd apache2-utils ca-certificates systemd)
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -75,7 +76,7 @@ stop_service docker /var/run/docker.pid
 stop_service docker-registry /var/run/docker-registry.pid
 stop_service containerd /var/run/containerd.pid
 
-for cmd in skopeo docker-registry dockerd containerd ctr docker htpasswd; do
+for cmd in skopeo docker-registry dockerd containerd ctr docker htpasswd systemd-analyze; do
 	if [[ $(id -u) -eq 0 ]] && ! command -v "$cmd" >/dev/null; then
 		log "$cmd still missing after install"
 		exit 1

@@ -208,11 +208,13 @@ func refreshOneLine(s string) string { return strings.Join(strings.Fields(s), " 
 
 // refreshLogger builds the logger of refresh from the config's log section
 // (newLogger, shared with the proxy). A one-shot run prints its own report
-// lines, so it logs only warnings. A log file that cannot be opened is
-// reported and stderr used instead: a refresh must not fail for its log.
+// lines, so at the info level it logs only warnings; a debug level, which an
+// operator sets to see why a refresh fails, is kept. A log file that cannot
+// be opened is reported and stderr used instead: a refresh must not fail for
+// its log.
 func refreshLogger(c config.Log, stderr io.Writer, loop bool) (*slog.Logger, func()) {
 	var level slog.Level
-	if !loop && (level.UnmarshalText([]byte(c.Level)) != nil || level < slog.LevelWarn) {
+	if !loop && (level.UnmarshalText([]byte(c.Level)) != nil || level > slog.LevelDebug && level < slog.LevelWarn) {
 		c.Level = "warn"
 	}
 	log, closeFn, err := newLogger(c, stderr)

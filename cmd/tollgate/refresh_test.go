@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spacelift-io/tollgate/config"
 )
 
 // Invalid ecr.registries settings are a config error: exit 2, as for every
@@ -27,5 +30,35 @@ func TestRefreshBadRegistrySettingsIsAConfigError(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("output written: %v", err)
+	}
+}
+
+// A one-shot refresh prints its own report lines, so it raises the default
+// info level to warn; a level the operator lowered to debug (to see why a
+// refresh fails) is kept, and loop mode keeps whatever is configured.
+func TestRefreshLoggerLevels(t *testing.T) {
+	cases := []struct {
+		level string
+		loop  bool
+		debug bool // debug records are logged
+		info  bool // info records are logged
+	}{
+		{"info", false, false, false},
+		{"debug", false, true, true},
+		{"error", false, false, false},
+		{"info", true, false, true},
+		{"debug", true, true, true},
+	}
+	for _, c := range cases {
+		var stderr bytes.Buffer
+		log, closeLog := refreshLogger(config.Log{Level: c.level, Format: "text"}, &stderr, c.loop)
+		ctx := context.Background()
+		if got := log.Enabled(ctx, slog.LevelDebug); got != c.debug {
+			t.Errorf("log.level %s, loop %v: debug enabled = %v, want %v", c.level, c.loop, got, c.debug)
+		}
+		if got := log.Enabled(ctx, slog.LevelInfo); got != c.info {
+			t.Errorf("log.level %s, loop %v: info enabled = %v, want %v", c.level, c.loop, got, c.info)
+		}
+		closeLog()
 	}
 }

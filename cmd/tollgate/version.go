@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 
@@ -12,7 +13,19 @@ func init() {
 	commands["version"] = command{"print the version", runVersion}
 }
 
-func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: tollgate version\n\nPrints the version tollgate was built as.")
+	}
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tollgate version: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	fmt.Fprintf(stdout, "tollgate %s\n", buildinfo.String())
 	return 0
 }
