@@ -113,10 +113,19 @@ func lockOwner(f *os.File, path string) {
 	if !ok {
 		return
 	}
-	if fi, err := f.Stat(); err == nil {
-		if cur, _, isOwned := nonRootOwner(fi); isOwned && cur == uid {
-			return
-		}
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	st, isStat := fi.Sys().(*syscall.Stat_t)
+	if !isStat || st.Nlink != 1 {
+		// A hard link may be another name of any file on the file system
+		// (a root-owned one planted by the directory's owner): never give
+		// it away.
+		return
+	}
+	if cur, _, isOwned := nonRootOwner(fi); isOwned && cur == uid {
+		return
 	}
 	_ = f.Chown(uid, gid) // best effort: the lock works for us either way
 }
@@ -136,9 +145,19 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: the directory may belong to another user (root writing
+	// the runner's config dir), who must not be able to point the lock at a
+	// file of root's choosing by planting a symlink.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("open lock file %s: it is a symbolic link, which tollgate never follows for a lock: remove it (%w)", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock file %s is not a regular file: remove it", path)
 	}
 	lockOwner(f, path)
 	delay := time.Millisecond
@@ -148,8 +167,8 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 			// flock leaves the modification time alone: set it, so that a
 			// lock file in use always looks recent to whoever removes old
 			// ones by age (the token cache's sweep). Best effort.
-			now := time.Now()
-			_ = os.Chtimes(path, now, now)
+			now := syscall.NsecToTimeval(time.Now().UnixNano())
+			_ = syscall.Futimes(int(f.Fd()), []syscall.Timeval{now, now})
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {

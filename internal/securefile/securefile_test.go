@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -152,5 +153,51 @@ func TestRootCreatesFilesForTheDirectoryOwner(t *testing.T) {
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
 			t.Errorf("%s owned by %d:%d, want the directory's owner 1983:1983", filepath.Base(f), st.Uid, st.Gid)
 		}
+	}
+}
+
+// A user who owns the directory root writes into (the runner's docker config
+// dir, refreshed from root's crontab) must not be able to make root hand them
+// another file: a lock file planted as a symlink, or as a hard link, to a
+// root-owned file is refused or left alone, never given to the user.
+func TestRootLockFileDoesNotGiveAwayPlantedLinks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("root only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "docker")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	sym := filepath.Join(dir, "config.json.lock")
+	if err := os.Symlink(victim, sym); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := LockFile(context.Background(), sym); err == nil {
+		_ = l.Unlock()
+		t.Error("LockFile followed a symlinked lock file")
+	} else if !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("error %q does not say the lock file is a symbolic link", err)
+	}
+	hard := filepath.Join(dir, "other.lock")
+	if err := os.Link(victim, hard); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := LockFile(context.Background(), hard); err == nil {
+		_ = l.Unlock()
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 {
+		t.Fatalf("root's file was given to %d:%d through a planted lock file", st.Uid, st.Gid)
 	}
 }
