@@ -72,9 +72,12 @@ func keepOwner(tmp *os.File, path string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		// Nothing to replace (or it will fail at rename): the directory's.
+	// Lstat: the rename replaces a symlink itself, so the owner of
+	// whatever it points at (root's file, another user's) is no guide.
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		// Nothing to replace (or it will fail at rename), or not a file
+		// of its own: the directory's.
 		if fi, err = os.Stat(filepath.Dir(path)); err != nil {
 			return nil
 		}

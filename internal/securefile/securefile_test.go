@@ -201,3 +201,47 @@ func TestRootLockFileDoesNotGiveAwayPlantedLinks(t *testing.T) {
 		t.Fatalf("root's file was given to %d:%d through a planted lock file", st.Uid, st.Gid)
 	}
 }
+
+// A file that is a symlink is replaced by the rename, not written through:
+// the new file's owner is the directory's, not that of whatever the link
+// points at (another user's file, or root's).
+func TestRootReplacingSymlinkTakesTheDirectoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := t.TempDir()
+	elsewhere := filepath.Join(base, "elsewhere")
+	if err := os.WriteFile(elsewhere, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(elsewhere, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "cache")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "entry.json")
+	if err := os.Symlink(elsewhere, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte(`{"secret":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.Mode().IsRegular() {
+		t.Fatalf("%s is %v after the write, want a regular file", p, fi.Mode())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+		t.Errorf("replaced symlink is owned by %d:%d, want the directory's owner 1983:1983", st.Uid, st.Gid)
+	}
+	if b, _ := os.ReadFile(elsewhere); string(b) != "{}" {
+		t.Errorf("the symlink's target was written: %q", b)
+	}
+}
