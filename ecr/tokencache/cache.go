@@ -118,7 +118,9 @@ var ErrCorrupt = errors.New("cache file is corrupt or belongs to another credent
 // Read returns the entry stored for s. A missing file is (nil, nil); a
 // corrupt, foreign or mismatching file is (nil, err) and must not be served.
 func (c *Disk) Read(s Scope) (*Entry, error) {
-	f, err := os.OpenFile(c.Path(s), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a FIFO in the file's place must not hang the caller on
+	// open; it is refused below as not a regular file.
+	f, err := os.OpenFile(c.Path(s), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,5 +241,38 @@ func TestSweepRemovesTempFilesOfCrashedWriters(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(d.Dir, n)); err != nil {
 			t.Errorf("%s was removed: %v", n, err)
 		}
+	}
+}
+
+// A FIFO in place of a cache file (hostile or a mistake) must not hang every
+// helper process on open: it is reported as not a private regular file.
+func TestReadDoesNotBlockOnFIFO(t *testing.T) {
+	d := &Disk{Dir: filepath.Join(t.TempDir(), "ecr")}
+	_, s := testScope(t, "env-keys:AKIA1")
+	if _, err := d.EnsureDir(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(d.Path(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		e, err := d.Read(s)
+		if e != nil {
+			err = fmt.Errorf("served an entry from a FIFO: %+v", e)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrForeign) {
+			t.Fatalf("Read of a FIFO: %v, want ErrForeign", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the reader so the test binary can exit.
+		if f, err := os.OpenFile(d.Path(s), os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("Read blocked on a FIFO in place of the cache file")
 	}
 }
