@@ -12,9 +12,45 @@ import (
 
 // MkdirPrivate creates dir (and parents) with mode 0700. An existing
 // directory keeps its mode; callers that care check it with CheckPrivate.
+// Run as root below another user's directory, it gives the directories it
+// creates to that user (the owner of the nearest one that existed), as
+// WriteFile and LockFile do with files: a root-owned 0700 directory in the
+// runner's token cache or config dir would lock the runner out of it.
 func MkdirPrivate(dir string) error {
+	var created []string
+	if os.Geteuid() == 0 {
+		for d := filepath.Clean(dir); ; {
+			if _, err := os.Lstat(d); err == nil {
+				break
+			}
+			created = append(created, d)
+			parent := filepath.Dir(d)
+			if parent == d {
+				break
+			}
+			d = parent
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Dir(created[len(created)-1]))
+	if err != nil {
+		return nil
+	}
+	uid, gid, ok := nonRootOwner(fi)
+	if !ok {
+		return nil
+	}
+	// Outermost first; Lchown, so that a directory swapped for a symlink
+	// meanwhile (its parent belongs to that user) gives away nothing else.
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := os.Lchown(created[i], uid, gid); err != nil {
+			return fmt.Errorf("give directory %s its owner %d:%d: %w", created[i], uid, gid, err)
+		}
 	}
 	return nil
 }

@@ -245,3 +245,41 @@ func TestRootReplacingSymlinkTakesTheDirectoryOwner(t *testing.T) {
 		t.Errorf("the symlink's target was written: %q", b)
 	}
 }
+
+// Root writing below another user's directory (a token cache or docker config
+// dir of the runner user whose subdirectory does not exist yet) creates the
+// missing directories for that user too: a root-owned 0700 directory would
+// lock the user out of everything in it.
+func TestRootCreatesMissingDirectoriesForTheOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := filepath.Join(t.TempDir(), "home")
+	if err := os.Mkdir(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(base, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(base, "cache", "tollgate", "ecr", "entry.json")
+	if err := WriteFile(p, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LockFile(context.Background(), filepath.Join(base, "docker", "config.json.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Unlock()
+	for _, rel := range []string{"cache", "cache/tollgate", "cache/tollgate/ecr", "cache/tollgate/ecr/entry.json", "docker", "docker/config.json.lock"} {
+		fi, err := os.Lstat(filepath.Join(base, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+			t.Errorf("%s owned by %d:%d, want 1983:1983 (the owner of the directory it was created in)", rel, st.Uid, st.Gid)
+		}
+		if fi.IsDir() && fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", rel, fi.Mode().Perm())
+		}
+	}
+}
