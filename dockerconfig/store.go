@@ -22,6 +22,10 @@ const EnvConfigDir = "SPACELIFT_DOCKER_CONFIG_DIR"
 // ConfigFileName is the file read and written inside the config directory.
 const ConfigFileName = "config.json"
 
+// staleTempAge is when a temporary file of the config is surely left by a
+// writer that died: writes take milliseconds, under the lock.
+const staleTempAge = 10 * time.Minute
+
 // Defaults for Store's bounds.
 const (
 	DefaultHelperTimeout = 10 * time.Second
@@ -311,6 +315,9 @@ func edit(ctx context.Context, path string, lockTimeout time.Duration, load func
 	if err := securefile.WriteFile(target, data); err != nil {
 		return fmt.Errorf("write docker config: %w", err)
 	}
+	// A writer killed before its rename left a copy of every login; writers
+	// hold this lock, so an old one is certainly dead.
+	securefile.RemoveStaleTemps(target, staleTempAge)
 	return nil
 }
 

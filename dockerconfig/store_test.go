@@ -306,3 +306,36 @@ func TestRootDoesNotWriteThroughAnotherUsersSymlink(t *testing.T) {
 		t.Fatalf("target not updated: %s", data)
 	}
 }
+
+// A writer killed between creating its temporary file and renaming it
+// leaves a copy of every login behind (.config.json.tmp-*), which a later
+// docker logout would not erase. The next write, under the lock, removes
+// such leftovers once they are old, and leaves a young one alone.
+func TestWriteRemovesTempFilesOfCrashedWriters(t *testing.T) {
+	s := newStore(t, `{"auths":{}}`)
+	stale := filepath.Join(s.Dir, ".config.json.tmp-1234")
+	young := filepath.Join(s.Dir, ".config.json.tmp-5678")
+	other := filepath.Join(s.Dir, ".other.json.tmp-1")
+	for _, p := range []string{stale, young, other} {
+		if err := os.WriteFile(p, []byte(`{"auths":{"r.example.com":{"auth":"c2VjcmV0OnB3"}}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, p := range []string{stale, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file left behind (err %v)", err)
+	}
+	for _, p := range []string{young, other} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(p), err)
+		}
+	}
+}

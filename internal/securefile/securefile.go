@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -98,6 +99,32 @@ func WriteFile(path string, data []byte) error {
 	}
 	ok = true
 	return nil
+}
+
+// RemoveStaleTemps removes the temporary files WriteFile left for path
+// (.<name>.tmp-*, from a writer killed before its rename) that were last
+// modified more than olderThan ago, and returns how many it removed. Call it
+// under the lock that serialises writers of path, so none is in progress.
+func RemoveStaleTemps(path string, olderThan time.Duration) int {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	removed := 0
+	for _, de := range ents {
+		if !strings.HasPrefix(de.Name(), prefix) || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+			removed++
+		}
+	}
+	return removed
 }
 
 // keepOwner gives tmp the owner of the file it is about to replace, or, for
