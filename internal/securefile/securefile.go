@@ -232,9 +232,14 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 		if err == nil {
 			// flock leaves the modification time alone: set it, so that a
 			// lock file in use always looks recent to whoever removes old
-			// ones by age (the token cache's sweep). Best effort.
-			now := syscall.NsecToTimeval(time.Now().UnixNano())
-			_ = syscall.Futimes(int(f.Fd()), []syscall.Timeval{now, now})
+			// ones by age (the token cache's sweep). Best effort. On the
+			// open descriptor, so a link swapped in since is not followed;
+			// by name where that needs /proc and it is not mounted.
+			now := time.Now()
+			tv := syscall.NsecToTimeval(now.UnixNano())
+			if syscall.Futimes(int(f.Fd()), []syscall.Timeval{tv, tv}) != nil {
+				_ = os.Chtimes(path, now, now)
+			}
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {

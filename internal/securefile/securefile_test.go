@@ -283,3 +283,28 @@ func TestRootCreatesMissingDirectoriesForTheOwner(t *testing.T) {
 		}
 	}
 }
+
+// Taking a lock marks its file as in use (modification time now), so that a
+// sweep of old files never removes a held lock.
+func TestLockFileTouchesModificationTime(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.lock")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LockFile(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := time.Since(fi.ModTime()); age > time.Hour {
+		t.Fatalf("held lock file looks %v old", age.Round(time.Hour))
+	}
+}
