@@ -224,3 +224,43 @@ func TestCacheSettingsProblemsOnlyAffectECR(t *testing.T) {
 		})
 	}
 }
+
+// A config dir copied from a host that used amazon-ecr-credential-helper
+// names it for ECR hosts in credHelpers. Tollgate mints those hosts itself,
+// so list must not run that helper for them (it would call AWS): list never
+// calls AWS.
+func TestListDoesNotRunHelpersForECRHosts(t *testing.T) {
+	s := fakeEnv(t)
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls.log")
+	script := "#!/bin/sh\nin=$(cat)\necho \"$1 $in\" >> '" + calls + "'\n" +
+		"case \"$1\" in get) echo '{\"ServerURL\":\"x\",\"Username\":\"AWS\",\"Secret\":\"s\"}';; list) echo '{}';; esac\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-ecr-login"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const ecrHost = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
+	cfg := `{"credHelpers":{"` + ecrHost + `":"ecr-login","other.example.com":"ecr-login"}}`
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", dir)
+	var out, errb bytes.Buffer
+	if code := run([]string{"list"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("list: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	b, _ := os.ReadFile(calls)
+	if strings.Contains(string(b), ecrHost) {
+		t.Fatalf("list ran the delegated helper for an ECR host: %q", b)
+	}
+	if !strings.Contains(string(b), "get other.example.com") {
+		t.Fatalf("list did not ask the helper about its other registry: %q", b)
+	}
+	if n := s.Calls(""); n != 0 {
+		t.Fatalf("list made %d AWS calls", n)
+	}
+}
