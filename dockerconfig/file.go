@@ -203,7 +203,7 @@ func (f *File) Auth(serverURL string) (username, secret string, ok bool, err err
 	for _, k := range f.matchingKeys(serverURL) {
 		u, s, found, err := decodeEntry(f.auths[k])
 		if err != nil {
-			return "", "", false, fmt.Errorf("%s: auths entry %q: %w", f.Path, k, err)
+			return "", "", false, fmt.Errorf("%s: auths entry %q: %w: log in again (docker login %s) or fix that entry", f.Path, k, err, NormalizeKey(k))
 		}
 		if found {
 			return u, s, true, nil

@@ -83,6 +83,9 @@ func TestBadAuthEntryIsClearAndSecretFree(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `"r.example.com"`) {
 			t.Fatalf("err = %v", err)
 		}
+		if !strings.Contains(err.Error(), "docker login r.example.com") {
+			t.Errorf("error %q does not say how to fix the entry", err)
+		}
 		if strings.Contains(err.Error(), "supersecret") || strings.Contains(err.Error(), auth) {
 			t.Fatalf("error leaks the credential: %v", err)
 		}

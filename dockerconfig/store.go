@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/spacelift-io/tollgate/internal/securefile"
@@ -20,6 +21,10 @@ const EnvConfigDir = "SPACELIFT_DOCKER_CONFIG_DIR"
 
 // ConfigFileName is the file read and written inside the config directory.
 const ConfigFileName = "config.json"
+
+// staleTempAge is when a temporary file of the config is surely left by a
+// writer that died: writes take milliseconds, under the lock.
+const staleTempAge = 10 * time.Minute
 
 // Defaults for Store's bounds.
 const (
@@ -89,6 +94,10 @@ type Store struct {
 	// Warnings receives warnings (exposed permissions, a delegated helper that
 	// failed during list); nil means os.Stderr.
 	Warnings io.Writer
+	// Minted, if set, reports registries whose credentials the caller mints
+	// itself (ECR hosts for the credential helper): List does not run the
+	// credHelpers entry for them, which could call AWS.
+	Minted func(serverURL string) bool
 }
 
 // Path returns the config file's path.
@@ -230,7 +239,7 @@ func (s *Store) List(ctx context.Context) (map[string]string, error) {
 	sort.Strings(hosts)
 	for _, host := range hosts {
 		h := f.CredHelpers[host]
-		if s.isSelf(h) {
+		if s.isSelf(h) || (s.Minted != nil && s.Minted(host)) {
 			continue
 		}
 		u, _, err := s.helperGet(ctx, h, fmt.Sprintf("credHelpers[%q]", host), host)
@@ -284,6 +293,9 @@ func edit(ctx context.Context, path string, lockTimeout time.Duration, load func
 		return fmt.Errorf("lock docker config %s: %w", path, err)
 	}
 	defer lock.Unlock()
+	if err := checkSymlinkOwner(path); err != nil {
+		return err
+	}
 	f, err := load()
 	if err != nil {
 		return err
@@ -307,6 +319,9 @@ func edit(ctx context.Context, path string, lockTimeout time.Duration, load func
 	if err := securefile.WriteFile(target, data); err != nil {
 		return fmt.Errorf("write docker config: %w", err)
 	}
+	// A writer killed before its rename left a copy of every login; writers
+	// hold this lock, so an old one is certainly dead.
+	securefile.RemoveStaleTemps(target, staleTempAge)
 	return nil
 }
 
@@ -352,4 +367,33 @@ func (s *Store) checkNotCallersConfig(f *File, serverURL string) error {
 	}
 	return fmt.Errorf("%w: %s is both the docker client's config (DOCKER_CONFIG) and tollgate's login store (%s), and names %q as its credential store, so docker would overwrite the login as soon as tollgate saved it; point %s at a separate directory, or log in with plain docker there (no credsStore in that file)",
 		ErrSharedConfig, s.Path(), EnvConfigDir, h, EnvConfigDir)
+}
+
+// checkSymlinkOwner refuses, when we are root, a config that is a symlink
+// made by another user to a file that user does not own: a runner could
+// otherwise point its config.json at /etc/docker/daemon.json or root's own
+// docker config, and root's refresh would write logins into it. A link to
+// the user's own file, a root-made link and a dangling link (replaced
+// itself by the write) are fine.
+func checkSymlinkOwner(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	li, err := os.Lstat(path)
+	if err != nil || li.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	link, ok := li.Sys().(*syscall.Stat_t)
+	if !ok || link.Uid == 0 {
+		return nil
+	}
+	ti, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if target, ok := ti.Sys().(*syscall.Stat_t); ok && target.Uid == link.Uid {
+		return nil
+	}
+	dest, _ := filepath.EvalSymlinks(path)
+	return fmt.Errorf("docker config %s is a symlink made by uid %d to %s, a file that user does not own; tollgate, running as root, does not write through it: replace the symlink with the file itself, or run tollgate as that user", path, link.Uid, dest)
 }

@@ -258,3 +258,84 @@ func TestStoreRefusesCallersOwnConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Root editing the config of another user (tollgate refresh from root's
+// crontab) must not write through a symlink that user planted to a file the
+// user does not own (root's docker config, /etc/docker/daemon.json): the
+// edit is refused with the reason, and that file is left as it was. A link
+// to a file of the same user is followed, as for anyone.
+func TestRootDoesNotWriteThroughAnotherUsersSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the case is root writing another user's config")
+	}
+	base := t.TempDir()
+	victim := filepath.Join(base, "daemon.json")
+	if err := os.WriteFile(victim, []byte(`{"debug":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "docker")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.json")
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(path, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	set := func(f *File) error { f.SetAuth("a.example.com", "u", "p"); return nil }
+	err := Edit(context.Background(), path, time.Second, set)
+	if err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("Edit through another user's symlink: %v, want a refusal naming the symlink", err)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != `{"debug":true}` {
+		t.Fatalf("root's file was written through the user's symlink: %s", data)
+	}
+	// The same user's own file behind the link is fine.
+	if err := os.Chown(victim, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	if err := Edit(context.Background(), path, time.Second, set); err != nil {
+		t.Fatalf("Edit through a symlink to the user's own file: %v", err)
+	}
+	if data, _ := os.ReadFile(victim); !strings.Contains(string(data), "a.example.com") {
+		t.Fatalf("target not updated: %s", data)
+	}
+}
+
+// A writer killed between creating its temporary file and renaming it
+// leaves a copy of every login behind (.config.json.tmp-*), which a later
+// docker logout would not erase. The next write, under the lock, removes
+// such leftovers once they are old, and leaves a young one alone.
+func TestWriteRemovesTempFilesOfCrashedWriters(t *testing.T) {
+	s := newStore(t, `{"auths":{}}`)
+	stale := filepath.Join(s.Dir, ".config.json.tmp-1234")
+	young := filepath.Join(s.Dir, ".config.json.tmp-5678")
+	other := filepath.Join(s.Dir, ".other.json.tmp-1")
+	for _, p := range []string{stale, young, other} {
+		if err := os.WriteFile(p, []byte(`{"auths":{"r.example.com":{"auth":"c2VjcmV0OnB3"}}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, p := range []string{stale, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(context.Background(), "a.example.com", "u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file left behind (err %v)", err)
+	}
+	for _, p := range []string{young, other} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(p), err)
+		}
+	}
+}

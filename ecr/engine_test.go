@@ -886,3 +886,26 @@ func TestSweepKeepsLockHeldByAnotherProcess(t *testing.T) {
 		t.Fatalf("the sweep removed a lock file that is held: %v", err)
 	}
 }
+
+// IMDS answering 429 is reachable but throttling: it is reported as such
+// (not as "unreachable" with hop-limit advice), and retried within the
+// budget like any other throttling.
+func TestIMDSThrottlingIsThrottlingAndRetried(t *testing.T) {
+	s := awsEnv(t, fakeaws.Options{})
+	s.SetInstanceRole("ci-worker", roleARN)
+	s.Fail(fakeaws.APIIMDSCredentials, fakeaws.Fault{Throttle: 1000})
+	e, _ := newTestEngine(t, t.TempDir(), func(o *Options) { o.RetryBudget = 500 * time.Millisecond })
+	_, err := e.Token(context.Background(), host1)
+	if !errors.Is(err, ErrThrottled) {
+		t.Fatalf("err %v, want ErrThrottled", err)
+	}
+	checkOneLine(t, err, "instance metadata service", "429")
+	if strings.Contains(err.Error(), "unreachable") || strings.Contains(err.Error(), "hop limit") {
+		t.Errorf("throttling reported as an unreachable IMDS: %q", err)
+	}
+	// Throttled for the SDK's own attempts only: the engine's retry gets
+	// through.
+	s.Fail(fakeaws.APIIMDSCredentials, fakeaws.Fault{Throttle: imdsAttempts})
+	e2, _ := newTestEngine(t, t.TempDir(), nil)
+	mustToken(t, e2, host1)
+}

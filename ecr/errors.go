@@ -199,6 +199,10 @@ func classifyCredentials(err error, info sourceInfo) verdict {
 		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
 			return verdict{ErrNoCredentials, "the instance metadata service has no IAM role for this instance", true}
 		}
+		if errors.As(err, &re) && re.HTTPStatusCode() == 429 {
+			// Reachable, and limiting this instance's request rate.
+			return verdict{ErrThrottled, "the instance metadata service throttled the request (HTTP 429)", true}
+		}
 		return verdict{ErrIMDSUnreachable, innermost(err), true}
 	}
 	v := classifyAPI(err)

@@ -43,7 +43,7 @@ func negativePath(d *tokencache.Disk, s tokencache.Scope) string {
 
 // readNegative returns the remembered failure for s if it is still current.
 func readNegative(d *tokencache.Disk, s tokencache.Scope, now time.Time) *Error {
-	f, err := os.OpenFile(negativePath(d, s), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := os.OpenFile(negativePath(d, s), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}

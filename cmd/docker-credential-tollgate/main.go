@@ -43,15 +43,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 
 	// The warm path reads the token cache with the standard library only;
-	// a miss runs `tollgate ecr-token`, which links the AWS SDK.
-	lookup, err := cacheLookup()
-	if err != nil {
-		fmt.Fprintln(stdout, err)
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	tokens := &cachedTokens{lookup: lookup, log: log, stderr: stderr}
+	// a miss runs `tollgate ecr-token`, which links the AWS SDK. A problem
+	// with the cache settings (no cache directory, a broken
+	// $TOLLGATE_CONFIG) fails ECR lookups only, with its reason: logins for
+	// other registries do not need them.
+	lookup, lookupErr := cacheLookup()
+	tokens := &cachedTokens{lookup: lookup, err: lookupErr, log: log, stderr: stderr}
 	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
+	logins.Minted = credhelper.IsECR           // list runs no helper (no AWS call) for ECR hosts
 	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: tokens, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.

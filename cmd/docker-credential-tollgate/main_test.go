@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -180,5 +181,86 @@ func TestMintPastTheTimeBoundSaysWhy(t *testing.T) {
 	msg := err.Error()
 	if !strings.Contains(msg, "111111111111.dkr.ecr.us-west-2.amazonaws.com") || !strings.Contains(msg, "tollgate doctor") || strings.Contains(msg, "signal: killed") {
 		t.Fatalf("message %q does not say what happened and what to do", msg)
+	}
+}
+
+// The token cache's settings concern ECR hosts only: without a cache
+// directory (no HOME, as for a system service) or with a broken
+// $TOLLGATE_CONFIG, logins for other registries are still served and stored,
+// and an ECR get says what is wrong.
+func TestCacheSettingsProblemsOnlyAffectECR(t *testing.T) {
+	fakeEnv(t)
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("bot:pw"))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"ghcr.io":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", dir)
+	badConfig := filepath.Join(t.TempDir(), "tollgate.yaml")
+	if err := os.WriteFile(badConfig, []byte("ecr:\n  registries:\n    docker.io:\n      profile: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range map[string][][2]string{
+		"no cache directory": {{"TOLLGATE_CACHE_DIR", ""}, {"XDG_CACHE_HOME", ""}, {"HOME", ""}},
+		"broken config":      {{"TOLLGATE_CONFIG", badConfig}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for _, kv := range env {
+				t.Setenv(kv[0], kv[1])
+			}
+			code, stdout, stderr := get(t, "ghcr.io")
+			if code != 0 || !strings.Contains(stdout, `"Username":"bot"`) {
+				t.Fatalf("get ghcr.io: exit %d, %q %q", code, stdout, stderr)
+			}
+			var out, errb bytes.Buffer
+			in := `{"ServerURL":"quay.io","Username":"u","Secret":"s"}`
+			if code := run([]string{"store"}, strings.NewReader(in), &out, &errb); code != 0 {
+				t.Fatalf("store quay.io: exit %d, %q", code, out.String())
+			}
+			code, stdout, _ = get(t, "111111111111.dkr.ecr.us-west-2.amazonaws.com")
+			if code != 1 || strings.Contains(stdout, "credentials not found") || strings.TrimSpace(stdout) == "" {
+				t.Fatalf("ECR get: exit %d, %q", code, stdout)
+			}
+		})
+	}
+}
+
+// A config dir copied from a host that used amazon-ecr-credential-helper
+// names it for ECR hosts in credHelpers. Tollgate mints those hosts itself,
+// so list must not run that helper for them (it would call AWS): list never
+// calls AWS.
+func TestListDoesNotRunHelpersForECRHosts(t *testing.T) {
+	s := fakeEnv(t)
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls.log")
+	script := "#!/bin/sh\nin=$(cat)\necho \"$1 $in\" >> '" + calls + "'\n" +
+		"case \"$1\" in get) echo '{\"ServerURL\":\"x\",\"Username\":\"AWS\",\"Secret\":\"s\"}';; list) echo '{}';; esac\n"
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-ecr-login"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const ecrHost = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
+	cfg := `{"credHelpers":{"` + ecrHost + `":"ecr-login","other.example.com":"ecr-login"}}`
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", dir)
+	var out, errb bytes.Buffer
+	if code := run([]string{"list"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("list: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	b, _ := os.ReadFile(calls)
+	if strings.Contains(string(b), ecrHost) {
+		t.Fatalf("list ran the delegated helper for an ECR host: %q", b)
+	}
+	if !strings.Contains(string(b), "get other.example.com") {
+		t.Fatalf("list did not ask the helper about its other registry: %q", b)
+	}
+	if n := s.Calls(""); n != 0 {
+		t.Fatalf("list made %d AWS calls", n)
 	}
 }

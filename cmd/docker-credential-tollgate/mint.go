@@ -25,11 +25,17 @@ import (
 // of this one: a warm get is a file read.
 type cachedTokens struct {
 	lookup tokencache.Lookup
+	// err, when set, is why the cache settings are unusable: every
+	// lookup fails with it.
+	err    error
 	log    *slog.Logger
 	stderr io.Writer
 }
 
 func (c *cachedTokens) Token(ctx context.Context, host string) (tokencache.Token, error) {
+	if c.err != nil {
+		return tokencache.Token{}, c.err
+	}
 	req, err := c.lookup.Resolve(host)
 	if err != nil {
 		return tokencache.Token{}, err

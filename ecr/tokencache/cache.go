@@ -118,7 +118,9 @@ var ErrCorrupt = errors.New("cache file is corrupt or belongs to another credent
 // Read returns the entry stored for s. A missing file is (nil, nil); a
 // corrupt, foreign or mismatching file is (nil, err) and must not be served.
 func (c *Disk) Read(s Scope) (*Entry, error) {
-	f, err := os.OpenFile(c.Path(s), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a FIFO in the file's place must not hang the caller on
+	// open; it is refused below as not a regular file.
+	f, err := os.OpenFile(c.Path(s), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -203,7 +205,9 @@ func (c *Disk) EnsureDir() (tightened bool, err error) {
 const staleFileAge = 24 * time.Hour
 
 // Sweep removes cache and lock files not touched for staleFileAge, left by
-// credential sources that are gone (rotated session keys, old profiles).
+// credential sources that are gone (rotated session keys, old profiles), and
+// the temporary files of writers killed before their rename (each may hold
+// a token).
 // Taking a lock sets its file's modification time (securefile.LockFile), so
 // a lock file in use is never that old; removing one nobody has taken for a
 // day races at worst into one extra mint.
@@ -214,7 +218,8 @@ func (c *Disk) Sweep(now time.Time) (removed int) {
 	}
 	for _, de := range ents {
 		name := de.Name()
-		if !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".lock") && !strings.HasSuffix(name, ".none") {
+		if !strings.HasSuffix(name, ".json") && !strings.HasSuffix(name, ".lock") && !strings.HasSuffix(name, ".none") &&
+			!isTempFile(name) {
 			continue
 		}
 		fi, err := de.Info()
@@ -226,4 +231,11 @@ func (c *Disk) Sweep(now time.Time) (removed int) {
 		}
 	}
 	return removed
+}
+
+// isTempFile reports a temporary file of securefile.WriteFile for a cache
+// entry or remembered failure: .<name>.json.tmp-<random> or .<name>.none.tmp-<random>.
+func isTempFile(name string) bool {
+	return strings.HasPrefix(name, ".") &&
+		(strings.Contains(name, ".json.tmp-") || strings.Contains(name, ".none.tmp-"))
 }

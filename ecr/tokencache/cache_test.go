@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,5 +201,78 @@ func TestRootReadsEntriesOfTheDirectoryOwner(t *testing.T) {
 	}
 	if e, err := d.Read(s); e != nil || !errors.Is(err, ErrForeign) {
 		t.Fatalf("file of uid 1984: %v %v", e, err)
+	}
+}
+
+// A process killed between creating its temporary file and renaming it
+// leaves a token behind in .<entry>.json.tmp-*; the sweep removes such
+// leftovers once old, like every other stale file, and leaves a young one
+// (possibly a write in progress) and unrelated files alone.
+func TestSweepRemovesTempFilesOfCrashedWriters(t *testing.T) {
+	d := &Disk{Dir: filepath.Join(t.TempDir(), "ecr")}
+	_, s := testScope(t, "env-keys:AKIA1")
+	if _, err := d.EnsureDir(); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * staleFileAge)
+	base := filepath.Base(d.Path(s))
+	leftovers := []string{"." + base + ".tmp-123456", "." + s.ID() + ".none.tmp-99"}
+	young := "." + base + ".tmp-777"
+	unrelated := "notes.txt"
+	for _, n := range append([]string{young, unrelated}, leftovers...) {
+		if err := os.WriteFile(filepath.Join(d.Dir, n), []byte(`{"password":"secret"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range append([]string{unrelated}, leftovers...) {
+		if err := os.Chtimes(filepath.Join(d.Dir, n), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.Sweep(time.Now()); n != len(leftovers) {
+		t.Errorf("Sweep removed %d files, want %d", n, len(leftovers))
+	}
+	for _, n := range leftovers {
+		if _, err := os.Lstat(filepath.Join(d.Dir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale temporary file %s left behind (err %v)", n, err)
+		}
+	}
+	for _, n := range []string{young, unrelated} {
+		if _, err := os.Lstat(filepath.Join(d.Dir, n)); err != nil {
+			t.Errorf("%s was removed: %v", n, err)
+		}
+	}
+}
+
+// A FIFO in place of a cache file (hostile or a mistake) must not hang every
+// helper process on open: it is reported as not a private regular file.
+func TestReadDoesNotBlockOnFIFO(t *testing.T) {
+	d := &Disk{Dir: filepath.Join(t.TempDir(), "ecr")}
+	_, s := testScope(t, "env-keys:AKIA1")
+	if _, err := d.EnsureDir(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(d.Path(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		e, err := d.Read(s)
+		if e != nil {
+			err = fmt.Errorf("served an entry from a FIFO: %+v", e)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrForeign) {
+			t.Fatalf("Read of a FIFO: %v, want ErrForeign", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Unblock the reader so the test binary can exit.
+		if f, err := os.OpenFile(d.Path(s), os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("Read blocked on a FIFO in place of the cache file")
 	}
 }

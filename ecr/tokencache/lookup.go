@@ -1,6 +1,7 @@
 package tokencache
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,18 +18,31 @@ const DefaultRefreshMargin = time.Hour
 // Dir returns the tollgate cache directory: dir if set, else
 // $TOLLGATE_CACHE_DIR, else $XDG_CACHE_HOME/tollgate, else
 // ~/.cache/tollgate. ECR tokens live in its "ecr" subdirectory.
+//
+// A relative directory is refused: it would put tokens wherever the process
+// happens to run (docker's working directory, a build context). A relative
+// $XDG_CACHE_HOME is ignored, as the XDG spec says.
 func Dir(dir string) (string, error) {
 	if dir != "" {
+		if !filepath.IsAbs(dir) {
+			return "", fmt.Errorf("token cache directory %q (ecr.cache_dir) is a relative path, which would put tokens wherever tollgate happens to run: make it absolute", dir)
+		}
 		return dir, nil
 	}
 	if d := os.Getenv("TOLLGATE_CACHE_DIR"); d != "" {
+		if !filepath.IsAbs(d) {
+			return "", fmt.Errorf("TOLLGATE_CACHE_DIR=%q is a relative path, which would put tokens wherever tollgate happens to run: make it absolute", d)
+		}
 		return d, nil
 	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: set TOLLGATE_CACHE_DIR or HOME: %w", err)
+	if d := os.Getenv("XDG_CACHE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "tollgate"), nil
 	}
-	return filepath.Join(base, "tollgate"), nil
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return "", errors.New("no cache directory for ECR tokens: neither HOME nor an absolute XDG_CACHE_HOME is set; set TOLLGATE_CACHE_DIR to an absolute path")
+	}
+	return filepath.Join(home, ".cache", "tollgate"), nil
 }
 
 // SettingsError is an invalid per-registry setting.

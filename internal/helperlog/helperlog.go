@@ -23,9 +23,17 @@ func FromEnv(prog string, stderr io.Writer) (*slog.Logger, func()) {
 			w, level, closeFn = f, slog.LevelInfo, func() { _ = f.Close() }
 		}
 	}
+	badLevel := ""
 	if v := os.Getenv("TOLLGATE_LOG_LEVEL"); v != "" {
-		_ = level.UnmarshalText([]byte(strings.ToUpper(v)))
+		if err := level.UnmarshalText([]byte(strings.ToUpper(v))); err != nil {
+			badLevel = v
+		}
 	}
 	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(h).With("prog", prog, "pid", os.Getpid()), closeFn
+	log := slog.New(h).With("prog", prog, "pid", os.Getpid())
+	if badLevel != "" {
+		log.Warn("TOLLGATE_LOG_LEVEL is not a level: set it to one of debug, info, warn, error",
+			"value", badLevel, "using", level.String())
+	}
+	return log, closeFn
 }

@@ -58,3 +58,21 @@ func TestLevelFromEnvAndUnwritableFile(t *testing.T) {
 		t.Fatalf("stderr: %q", out)
 	}
 }
+
+// A level that is not one says so (and which level is used) instead of
+// being dropped silently.
+func TestUnknownLevelIsReported(t *testing.T) {
+	t.Setenv("TOLLGATE_LOG_FILE", "")
+	t.Setenv("TOLLGATE_LOG_LEVEL", "verbose")
+	var stderr bytes.Buffer
+	log, done := FromEnv("prog", &stderr)
+	log.Info("quiet")
+	done()
+	out := stderr.String()
+	if !strings.Contains(out, "TOLLGATE_LOG_LEVEL") || !strings.Contains(out, "verbose") || !strings.Contains(out, "debug, info, warn, error") {
+		t.Fatalf("stderr %q does not report the unknown level", out)
+	}
+	if strings.Contains(out, "quiet") {
+		t.Fatalf("info logged at the default warn level: %q", out)
+	}
+}

@@ -6,15 +6,52 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
 
 // MkdirPrivate creates dir (and parents) with mode 0700. An existing
 // directory keeps its mode; callers that care check it with CheckPrivate.
+// Run as root below another user's directory, it gives the directories it
+// creates to that user (the owner of the nearest one that existed), as
+// WriteFile and LockFile do with files: a root-owned 0700 directory in the
+// runner's token cache or config dir would lock the runner out of it.
 func MkdirPrivate(dir string) error {
+	var created []string
+	if os.Geteuid() == 0 {
+		for d := filepath.Clean(dir); ; {
+			if _, err := os.Lstat(d); err == nil {
+				break
+			}
+			created = append(created, d)
+			parent := filepath.Dir(d)
+			if parent == d {
+				break
+			}
+			d = parent
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	fi, err := os.Stat(filepath.Dir(created[len(created)-1]))
+	if err != nil {
+		return nil
+	}
+	uid, gid, ok := nonRootOwner(fi)
+	if !ok {
+		return nil
+	}
+	// Outermost first; Lchown, so that a directory swapped for a symlink
+	// meanwhile (its parent belongs to that user) gives away nothing else.
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := os.Lchown(created[i], uid, gid); err != nil {
+			return fmt.Errorf("give directory %s its owner %d:%d: %w", created[i], uid, gid, err)
+		}
 	}
 	return nil
 }
@@ -64,6 +101,32 @@ func WriteFile(path string, data []byte) error {
 	return nil
 }
 
+// RemoveStaleTemps removes the temporary files WriteFile left for path
+// (.<name>.tmp-*, from a writer killed before its rename) that were last
+// modified more than olderThan ago, and returns how many it removed. Call it
+// under the lock that serialises writers of path, so none is in progress.
+func RemoveStaleTemps(path string, olderThan time.Duration) int {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	removed := 0
+	for _, de := range ents {
+		if !strings.HasPrefix(de.Name(), prefix) || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, de.Name())) == nil {
+			removed++
+		}
+	}
+	return removed
+}
+
 // keepOwner gives tmp the owner of the file it is about to replace, or, for
 // a new file, of the directory it goes into, when that is not root and we are
 // root (nobody else may chown): a refresher run from root's crontab on the
@@ -72,9 +135,12 @@ func keepOwner(tmp *os.File, path string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		// Nothing to replace (or it will fail at rename): the directory's.
+	// Lstat: the rename replaces a symlink itself, so the owner of
+	// whatever it points at (root's file, another user's) is no guide.
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		// Nothing to replace (or it will fail at rename), or not a file
+		// of its own: the directory's.
 		if fi, err = os.Stat(filepath.Dir(path)); err != nil {
 			return nil
 		}
@@ -113,10 +179,19 @@ func lockOwner(f *os.File, path string) {
 	if !ok {
 		return
 	}
-	if fi, err := f.Stat(); err == nil {
-		if cur, _, isOwned := nonRootOwner(fi); isOwned && cur == uid {
-			return
-		}
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	st, isStat := fi.Sys().(*syscall.Stat_t)
+	if !isStat || st.Nlink != 1 {
+		// A hard link may be another name of any file on the file system
+		// (a root-owned one planted by the directory's owner): never give
+		// it away.
+		return
+	}
+	if cur, _, isOwned := nonRootOwner(fi); isOwned && cur == uid {
+		return
 	}
 	_ = f.Chown(uid, gid) // best effort: the lock works for us either way
 }
@@ -136,9 +211,19 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: the directory may belong to another user (root writing
+	// the runner's config dir), who must not be able to point the lock at a
+	// file of root's choosing by planting a symlink.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("open lock file %s: it is a symbolic link, which tollgate never follows for a lock: remove it (%w)", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock file %s is not a regular file: remove it", path)
 	}
 	lockOwner(f, path)
 	delay := time.Millisecond
@@ -147,9 +232,14 @@ func LockFile(ctx context.Context, path string) (*Lock, error) {
 		if err == nil {
 			// flock leaves the modification time alone: set it, so that a
 			// lock file in use always looks recent to whoever removes old
-			// ones by age (the token cache's sweep). Best effort.
+			// ones by age (the token cache's sweep). Best effort. On the
+			// open descriptor, so a link swapped in since is not followed;
+			// by name where that needs /proc and it is not mounted.
 			now := time.Now()
-			_ = os.Chtimes(path, now, now)
+			tv := syscall.NsecToTimeval(now.UnixNano())
+			if syscall.Futimes(int(f.Fd()), []syscall.Timeval{tv, tv}) != nil {
+				_ = os.Chtimes(path, now, now)
+			}
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -152,5 +153,158 @@ func TestRootCreatesFilesForTheDirectoryOwner(t *testing.T) {
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
 			t.Errorf("%s owned by %d:%d, want the directory's owner 1983:1983", filepath.Base(f), st.Uid, st.Gid)
 		}
+	}
+}
+
+// A user who owns the directory root writes into (the runner's docker config
+// dir, refreshed from root's crontab) must not be able to make root hand them
+// another file: a lock file planted as a symlink, or as a hard link, to a
+// root-owned file is refused or left alone, never given to the user.
+func TestRootLockFileDoesNotGiveAwayPlantedLinks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := t.TempDir()
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("root only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "docker")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	sym := filepath.Join(dir, "config.json.lock")
+	if err := os.Symlink(victim, sym); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := LockFile(context.Background(), sym); err == nil {
+		_ = l.Unlock()
+		t.Error("LockFile followed a symlinked lock file")
+	} else if !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("error %q does not say the lock file is a symbolic link", err)
+	}
+	hard := filepath.Join(dir, "other.lock")
+	if err := os.Link(victim, hard); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := LockFile(context.Background(), hard); err == nil {
+		_ = l.Unlock()
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 {
+		t.Fatalf("root's file was given to %d:%d through a planted lock file", st.Uid, st.Gid)
+	}
+}
+
+// A file that is a symlink is replaced by the rename, not written through:
+// the new file's owner is the directory's, not that of whatever the link
+// points at (another user's file, or root's).
+func TestRootReplacingSymlinkTakesTheDirectoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := t.TempDir()
+	elsewhere := filepath.Join(base, "elsewhere")
+	if err := os.WriteFile(elsewhere, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(elsewhere, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(base, "cache")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "entry.json")
+	if err := os.Symlink(elsewhere, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(p, []byte(`{"secret":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.Mode().IsRegular() {
+		t.Fatalf("%s is %v after the write, want a regular file", p, fi.Mode())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+		t.Errorf("replaced symlink is owned by %d:%d, want the directory's owner 1983:1983", st.Uid, st.Gid)
+	}
+	if b, _ := os.ReadFile(elsewhere); string(b) != "{}" {
+		t.Errorf("the symlink's target was written: %q", b)
+	}
+}
+
+// Root writing below another user's directory (a token cache or docker config
+// dir of the runner user whose subdirectory does not exist yet) creates the
+// missing directories for that user too: a root-owned 0700 directory would
+// lock the user out of everything in it.
+func TestRootCreatesMissingDirectoriesForTheOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root can give a file to another user")
+	}
+	base := filepath.Join(t.TempDir(), "home")
+	if err := os.Mkdir(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(base, 1983, 1983); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(base, "cache", "tollgate", "ecr", "entry.json")
+	if err := WriteFile(p, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LockFile(context.Background(), filepath.Join(base, "docker", "config.json.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Unlock()
+	for _, rel := range []string{"cache", "cache/tollgate", "cache/tollgate/ecr", "cache/tollgate/ecr/entry.json", "docker", "docker/config.json.lock"} {
+		fi, err := os.Lstat(filepath.Join(base, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1983 || st.Gid != 1983 {
+			t.Errorf("%s owned by %d:%d, want 1983:1983 (the owner of the directory it was created in)", rel, st.Uid, st.Gid)
+		}
+		if fi.IsDir() && fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", rel, fi.Mode().Perm())
+		}
+	}
+}
+
+// Taking a lock marks its file as in use (modification time now), so that a
+// sweep of old files never removes a held lock.
+func TestLockFileTouchesModificationTime(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.lock")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LockFile(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := time.Since(fi.ModTime()); age > time.Hour {
+		t.Fatalf("held lock file looks %v old", age.Round(time.Hour))
 	}
 }
