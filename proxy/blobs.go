@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -22,6 +23,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		s.headBlob(w, r, rt)
 		return
 	}
+	r = withoutStaleRange(r, rt.digest)
 	if s.cache == nil {
 		s.passThroughBlob(w, r, rt, "bypass")
 		return
@@ -63,7 +65,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
 	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
-		http.ServeContent(w, r, "", time.Time{}, rd)
+		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, rd)
 		return
 	}
 	var first []byte
@@ -229,6 +231,14 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
 	h.Set("Content-Type", "application/octet-stream")
+	if resp.StatusCode == http.StatusPartialContent {
+		// Several ranges come as one multipart/byteranges body whose
+		// boundary only the upstream's Content-Type names.
+		ct := resp.Header.Get("Content-Type")
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "multipart/byteranges" {
+			h.Set("Content-Type", ct)
+		}
+	}
 	h.Set("Accept-Ranges", "bytes")
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -254,6 +264,65 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// withoutStaleRange applies If-Range (RFC 9110, 13.1.5) before anything
+// else looks at Range: a blob's only validator is its strong ETag, the
+// quoted digest, so an If-Range naming anything else (another ETag, a weak
+// one, a date) asks for the whole blob and the Range is dropped. Without
+// this, a cold range forwarded upstream would answer 206 where a cached
+// blob (http.ServeContent) answers 200.
+func withoutStaleRange(r *http.Request, d digest.Digest) *http.Request {
+	ir := r.Header.Get("If-Range")
+	if ir == "" || r.Header.Get("Range") == "" {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	if ir != `"`+d.String()+`"` {
+		r2.Header.Del("Range")
+	}
+	r2.Header.Del("If-Range")
+	return r2
+}
+
+// rangeErrorWriter turns http.ServeContent's plain-text 416 into an OCI
+// error body (RANGE_INVALID), as the cold path answers it. ServeContent sets
+// Content-Range (bytes */size) before it fails; that header stays.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	failed bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.failed = true
+	w.Header().Del("X-Content-Type-Options")
+	w.Header().Del("Content-Length")
+	writeError(w.ResponseWriter, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
+}
+
+func (w *rangeErrorWriter) Write(p []byte) (int, error) {
+	if w.failed {
+		return len(p), nil // ServeContent's own text body
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps sendfile for the ranges ServeContent copies.
+func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.failed {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // errBlobMismatch: the upstream's bytes do not hash to the blob's digest.
 var errBlobMismatch = errors.New("upstream blob does not match its digest")

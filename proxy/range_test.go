@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// readMultipartRanges parses a multipart/byteranges answer into its parts.
+func readMultipartRanges(t *testing.T, resp *http.Response, body []byte) [][]byte {
+	t.Helper()
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/byteranges" || params["boundary"] == "" {
+		t.Fatalf("multi-range answer has Content-Type %q, want multipart/byteranges with a boundary", resp.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	var parts [][]byte
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return parts
+		}
+		if err != nil {
+			t.Fatalf("reading multipart answer: %v", err)
+		}
+		b, err := io.ReadAll(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, b)
+	}
+}
+
+func TestRangeEdgeCases(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{})
+	up.push(t, "team/app", "v1", randomImage(t, 64<<10, 1), nil)
+	d, blob := firstLayer(t, up, "team/app", "v1")
+	path := "/v2/" + testHost + "/team/app/blobs/" + d.String()
+	etag := `"` + d.String() + `"`
+
+	for _, warm := range []bool{false, true} {
+		name := "cold"
+		if warm {
+			name = "warm"
+		}
+		t.Run(name, func(t *testing.T) {
+			fresh := func() *proxyFixture {
+				p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}})
+				if warm {
+					if resp, _ := p.do(t, http.MethodGet, path, nil); resp.StatusCode != http.StatusOK {
+						t.Fatalf("warming: %d", resp.StatusCode)
+					}
+				}
+				return p
+			}
+			// Several ranges: one multipart/byteranges answer the client
+			// can split.
+			p := fresh()
+			resp, body := p.do(t, http.MethodGet, path, http.Header{"Range": {"bytes=0-9,100-109"}})
+			if resp.StatusCode != http.StatusPartialContent {
+				t.Fatalf("multi-range: %d %s", resp.StatusCode, body)
+			}
+			parts := readMultipartRanges(t, resp, body)
+			if len(parts) != 2 || !bytes.Equal(parts[0], blob[0:10]) || !bytes.Equal(parts[1], blob[100:110]) {
+				t.Fatalf("multi-range parts %q", parts)
+			}
+
+			// If-Range naming another representation, or a date (a
+			// digest-addressed blob has no modification time): the whole
+			// blob, 200.
+			for _, ir := range []string{`"sha256:other"`, "W/" + etag, "Mon, 02 Jan 2006 15:04:05 GMT"} {
+				p = fresh()
+				resp, body = p.do(t, http.MethodGet, path, http.Header{"Range": {"bytes=0-9"}, "If-Range": {ir}})
+				if resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob) {
+					t.Fatalf("If-Range %s: %d, %d bytes; want 200 and the whole blob", ir, resp.StatusCode, len(body))
+				}
+			}
+			// If-Range with the blob's own ETag: the range.
+			p = fresh()
+			resp, body = p.do(t, http.MethodGet, path, http.Header{"Range": {"bytes=0-9"}, "If-Range": {etag}})
+			if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, blob[:10]) {
+				t.Fatalf("If-Range with the blob's ETag: %d, %d bytes; want 206 and the range", resp.StatusCode, len(body))
+			}
+
+			// A range past the end: 416, an OCI error body, and the size
+			// in Content-Range.
+			p = fresh()
+			resp, body = p.do(t, http.MethodGet, path, http.Header{"Range": {fmt.Sprintf("bytes=%d-", len(blob)+10)}})
+			var errs struct {
+				Errors []struct{ Code string } `json:"errors"`
+			}
+			if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || json.Unmarshal(body, &errs) != nil ||
+				len(errs.Errors) != 1 || errs.Errors[0].Code != "RANGE_INVALID" {
+				t.Fatalf("range past the end: %d %q %s; want 416 RANGE_INVALID", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			if cr := resp.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes */%d", len(blob)) {
+				t.Fatalf("range past the end: Content-Range %q", cr)
+			}
+			if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("range past the end: Content-Type %q", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
