@@ -54,10 +54,17 @@ type upstreamError struct {
 	Errors errcode.Errors
 	// RetryAfter is the upstream's Retry-After header on 429/503.
 	RetryAfter string
+	// Unusable: the upstream answered, but with content tollgate cannot
+	// serve (wrong digest, truncated, not a manifest); Status is then the
+	// 502 the client gets, not what the upstream sent.
+	Unusable bool
 }
 
 func (e *upstreamError) Error() string {
 	msg := fmt.Sprintf("upstream %s answered %d %s", e.Host, e.Status, http.StatusText(e.Status))
+	if e.Unusable {
+		msg = fmt.Sprintf("upstream %s sent an answer that cannot be served", e.Host)
+	}
 	if len(e.Errors) > 0 {
 		msg += ": " + e.Errors.Error()
 	}

@@ -271,8 +271,11 @@ func (s *Server) headManifestOnce(ctx context.Context, rt *route, accept []strin
 	if dg := resp.Header.Get("Docker-Content-Digest"); dg != "" {
 		d, err := digest.Parse(dg)
 		if err != nil {
-			return nil, &upstreamError{Host: rt.host, Status: http.StatusBadGateway, Errors: errcode.Errors{
+			return nil, &upstreamError{Host: rt.host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{
 				errcode.ErrorCodeDigestInvalid.WithMessage("upstream sent an invalid Docker-Content-Digest header")}}
+		}
+		if rt.byDigest() && d != rt.digest {
+			return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, rt.digest))
 		}
 		m.digest = d
 	} else if rt.byDigest() {
@@ -308,6 +311,13 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
 		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid, "upstream manifest response was truncated")
 	}
+	if !isJSONObject(data) {
+		// A captive portal's login page, a CDN's error page: whatever it
+		// hashes to, it is not a manifest, and caching it would serve it
+		// for this tag during the next outage.
+		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+			fmt.Sprintf("upstream answered with something that is not a JSON manifest (Content-Type %q)", resp.Header.Get("Content-Type")))
+	}
 	want := rt.digest
 	if hdr := resp.Header.Get("Docker-Content-Digest"); hdr != "" {
 		d, err := digest.Parse(hdr)
@@ -336,10 +346,17 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 	return &manifest{digest: want, mediaType: mt, data: data, size: int64(len(data))}, nil
 }
 
+// isJSONObject reports whether data is one JSON object, as every manifest
+// and index (and Docker's signed schema 1) is.
+func isJSONObject(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(t)
+}
+
 // badUpstream is an upstream answer that cannot be served: the client gets
 // 502 with what was wrong.
 func badUpstream(host string, code errcode.ErrorCode, msg string) error {
-	return &upstreamError{Host: host, Status: http.StatusBadGateway, Errors: errcode.Errors{code.WithMessage(msg)}}
+	return &upstreamError{Host: host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{code.WithMessage(msg)}}
 }
 
 // mediaTypeOf takes the upstream's Content-Type, or the manifest's own

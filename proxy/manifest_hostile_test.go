@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/proxy/cache"
+)
+
+// TestNonJSONManifestIsNotCached: an upstream (or a captive portal in front
+// of it) that answers a manifest request with 200 and something that is not
+// a JSON manifest gets the client a 502, and nothing is cached: no manifest,
+// no tag record that a later outage would serve.
+func TestNonJSONManifestIsNotCached(t *testing.T) {
+	page := []byte("<html><body>Log in to the network</body></html>")
+	for _, tc := range []struct{ name, contentType string }{
+		{"html", "text/html; charset=utf-8"},
+		{"typed as a manifest", "application/vnd.oci.image.manifest.v1+json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v2/" {
+					return
+				}
+				w.Header().Set("Content-Type", tc.contentType)
+				_, _ = w.Write(page)
+			}))
+			t.Cleanup(f.Close)
+			p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}})
+			for _, ref := range []string{"v1", digest.FromBytes(page).String()} {
+				resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/"+ref, nil)
+				if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "not a JSON manifest") {
+					t.Fatalf("%s: %d %s; want 502 saying it is not a manifest", ref, resp.StatusCode, body)
+				}
+				if strings.Contains(string(body), "answered 502") {
+					t.Fatalf("%s: the error claims the upstream answered 502; it answered 200: %s", ref, body)
+				}
+			}
+			if _, err := p.cache.GetTag(testHost, "team/app", "v1"); !errors.Is(err, cache.ErrNotFound) {
+				t.Fatalf("tag recorded for a non-manifest answer: %v", err)
+			}
+			if _, err := p.cache.GetManifest(testHost, "team/app", digest.FromBytes(page)); !errors.Is(err, cache.ErrNotFound) {
+				t.Fatalf("non-manifest answer cached: %v", err)
+			}
+		})
+	}
+}
+
+// TestHeadByDigestRejectsOtherDigest: a HEAD by digest that the upstream
+// answers with another digest is not passed on as if it were the one asked
+// for.
+func TestHeadByDigestRejectsOtherDigest(t *testing.T) {
+	asked := "sha256:" + strings.Repeat("1", 64)
+	f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("2", 64))
+		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		w.Header().Set("Content-Length", "100")
+	}))
+	t.Cleanup(f.Close)
+	for _, noCache := range []bool{false, true} {
+		p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}, noCache: noCache})
+		resp, body := p.do(t, http.MethodHead, "/v2/"+testHost+"/team/app/manifests/"+asked, nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("cache=%v: HEAD by digest answered with another digest: %d %v %s; want 502",
+				!noCache, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), body)
+		}
+	}
+}
