@@ -42,6 +42,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	if errors.Is(err, cache.ErrTooLarge) {
+		// Larger than the whole cache: streamed past it, still verified.
+		s.passThroughBlob(w, r, rt, "bypass")
+		return
+	}
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())

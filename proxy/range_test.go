@@ -108,3 +108,25 @@ func TestRangeEdgeCases(t *testing.T) {
 		})
 	}
 }
+
+// TestBlobLargerThanCacheIsServed: a blob larger than the whole cache budget
+// is streamed past the cache (verified), not refused, and evicts nothing.
+func TestBlobLargerThanCacheIsServed(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{})
+	up.push(t, "team/app", "v1", randomImage(t, 64<<10, 1), nil)
+	d, blob := firstLayer(t, up, "team/app", "v1")
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}, maxSize: 32 << 10})
+	if _, err := pull(p.ref(t, "team/app:v1")); err != nil {
+		t.Fatalf("pull of an image with a layer larger than the cache: %v", err)
+	}
+	resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/blobs/"+d.String(), nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob) {
+		t.Fatalf("blob larger than the cache: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if p.cache.Has(testHost, "team/app", d) {
+		t.Fatal("a blob larger than the cache was cached")
+	}
+	if st := p.cache.Stats(); st.Evictions != 0 || st.Size == 0 {
+		t.Fatalf("cache after a blob larger than it: %+v (want the manifest and config kept, nothing evicted)", st)
+	}
+}

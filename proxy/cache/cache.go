@@ -36,7 +36,9 @@ var (
 	ErrFillFailed = errors.New("cache fill failed")
 	// ErrIdleTimeout: the upstream sent nothing for Options.FillIdleTimeout.
 	ErrIdleTimeout = errors.New("upstream idle timeout")
-	// ErrTooLarge: a manifest above MaxManifestSize.
+	// ErrTooLarge: a manifest above MaxManifestSize, or a blob announced
+	// larger than Options.MaxSize (Fetch fails with it before any eviction;
+	// serve such a blob past the cache).
 	ErrTooLarge = errors.New("content too large")
 	// ErrClosed: the cache was closed.
 	ErrClosed = errors.New("cache closed")

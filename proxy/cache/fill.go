@@ -338,6 +338,12 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		fail(fmt.Errorf("%w: upstream announced %d bytes for %s, expected %d", ErrSizeMismatch, srcSize, f.d, size), false)
 		return
 	}
+	if c.opts.MaxSize > 0 && size > c.opts.MaxSize {
+		// Making room would empty the cache for a blob it can never keep
+		// (and an upstream lying about Content-Length could do it at will).
+		fail(fmt.Errorf("%w: %s is %d bytes, more than the whole cache (%d bytes); it is not cached", ErrTooLarge, f.d, size, c.opts.MaxSize), false)
+		return
+	}
 	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fill-*")
 	if err != nil {
 		fail(fmt.Errorf("cache: create temp file: %w", err), false)
