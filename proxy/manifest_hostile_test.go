@@ -74,3 +74,26 @@ func TestHeadByDigestRejectsOtherDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadWithoutContentTypeIsNotGuessed: a HEAD of a manifest that the
+// upstream answers without Content-Type does not go out with a guessed type
+// (containerd resolves by HEAD and parses what it fetches next as the type
+// the HEAD named); the proxy learns the type with a GET.
+func TestHeadWithoutContentTypeIsNotGuessed(t *testing.T) {
+	img := randomImage(t, 1024, 1)
+	mt, _ := img.MediaType()
+	d, _ := img.Digest()
+	f := newFakeRegistry(t, img)
+	f.headNoType.Store(true)
+	for _, noCache := range []bool{false, true} {
+		p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}, noCache: noCache})
+		for _, ref := range []string{"v1", d.String()} {
+			resp, _ := p.do(t, http.MethodHead, "/v2/"+testHost+"/team/app/manifests/"+ref, nil)
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != string(mt) ||
+				resp.Header.Get("Docker-Content-Digest") != d.String() {
+				t.Fatalf("cache=%v: HEAD %s: %d, Content-Type %q, digest %q; want %s, %s",
+					!noCache, ref, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Docker-Content-Digest"), mt, d)
+			}
+		}
+	}
+}

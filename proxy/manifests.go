@@ -136,7 +136,7 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 		s.cacheResult(ri, "manifest", "miss")
 	}
 	if method == http.MethodHead {
-		return s.headManifest(ctx, rt, accept)
+		return s.headManifestForClient(ctx, rt, accept)
 	}
 	return s.fetchManifest(ctx, rt, accept)
 }
@@ -144,7 +144,7 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, accept []string, ri *requestInfo) (*manifest, error) {
 	if s.cache == nil {
 		if method == http.MethodHead {
-			return s.headManifest(ctx, rt, accept)
+			return s.headManifestForClient(ctx, rt, accept)
 		}
 		return s.fetchManifest(ctx, rt, accept)
 	}
@@ -178,7 +178,7 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		}
 	}
 	s.cacheResult(ri, "manifest", "miss")
-	if method == http.MethodHead {
+	if method == http.MethodHead && !hm.untyped() {
 		return hm, nil
 	}
 	m, err := s.fetchManifest(ctx, rt, accept)
@@ -226,6 +226,22 @@ func cachedManifest(cm cache.Manifest) *manifest {
 func (s *Server) headManifest(ctx context.Context, rt *route, accept []string) (*manifest, error) {
 	return s.sharedManifest(ctx, http.MethodHead, rt, accept, s.headManifestOnce)
 }
+
+// headManifestForClient is headManifest for an answer that goes to the
+// client as it is: when the upstream's HEAD named no media type, a GET
+// learns it, because a client resolving by HEAD (containerd) parses what it
+// fetches next as the type the HEAD named, and a guess may be wrong.
+func (s *Server) headManifestForClient(ctx context.Context, rt *route, accept []string) (*manifest, error) {
+	m, err := s.headManifest(ctx, rt, accept)
+	if err != nil || !m.untyped() {
+		return m, err
+	}
+	return s.fetchManifest(ctx, rt, accept)
+}
+
+// untyped reports whether m is an upstream HEAD answer without a media type
+// of its own (mediaType is then a guess).
+func (m *manifest) untyped() bool { return m.data == nil && m.declaredType == "" }
 
 // fetchManifest GETs, verifies and caches the manifest; concurrent identical
 // requests share one upstream GET (Docker Hub counts each manifest GET as a
