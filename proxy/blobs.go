@@ -244,6 +244,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			h.Set("Content-Type", ct)
 		}
 	}
+	h.Set("Etag", `"`+rt.digest.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))

@@ -87,6 +87,10 @@ func TestRangeEdgeCases(t *testing.T) {
 			if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, blob[:10]) {
 				t.Fatalf("If-Range with the blob's ETag: %d, %d bytes; want 206 and the range", resp.StatusCode, len(body))
 			}
+			// The validator for a later If-Range comes with every answer.
+			if got := resp.Header.Get("Etag"); got != etag {
+				t.Fatalf("ETag of a range answer %q, want %q", got, etag)
+			}
 
 			// A range past the end: 416, an OCI error body, and the size
 			// in Content-Range.
