@@ -32,7 +32,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.Header.Get("Range") != "" && !s.cache.Exists(rt.digest) {
 		// A range of a cold blob: forward it, keep nothing partial, and
 		// fill the whole blob in the background for the next client.
-		s.passThroughBlob(w, r, rt, "range")
+		if !s.passThroughBlob(w, r, rt, "range") {
+			return // the upstream does not have it for us: nothing to warm
+		}
 		s.background(func(ctx context.Context) {
 			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
 			if err == nil {
@@ -210,8 +212,9 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 // passThroughBlob streams a blob (or the requested range of it) from
 // upstream without caching it. A whole blob is verified as it streams and its
 // last chunk is held back until the digest matched, so a truncated or corrupt
-// upstream body never reaches the client complete.
-func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) {
+// upstream body never reaches the client complete. It reports whether the
+// upstream has the blob (it answered 200, 206, or 416 for a bad range).
+func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
 	ri := infoFrom(r.Context())
 	s.cacheResult(ri, "blob", result)
 	var hdr http.Header
@@ -221,17 +224,17 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 	resp, err := s.upstreamRequest(r.Context(), http.MethodGet, rt, nil, hdr)
 	if err != nil {
 		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
-		return
+		return false
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			w.Header().Set("Content-Range", resp.Header.Get("Content-Range"))
 			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
-			return
+			return true // the blob is there; only the range is wrong
 		}
 		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
-		return
+		return false
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
@@ -263,12 +266,13 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			ri.err = err
 			panic(http.ErrAbortHandler)
 		}
-		return
+		return true
 	}
 	if err := copyVerified(w, body, rt.digest, resp.ContentLength); err != nil {
 		ri.err = err
 		panic(http.ErrAbortHandler)
 	}
+	return true
 }
 
 // withoutStaleRange applies If-Range (RFC 9110, 13.1.5) before anything

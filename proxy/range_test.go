@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // readMultipartRanges parses a multipart/byteranges answer into its parts.
@@ -132,5 +133,32 @@ func TestBlobLargerThanCacheIsServed(t *testing.T) {
 	}
 	if st := p.cache.Stats(); st.Evictions != 0 || st.Size == 0 {
 		t.Fatalf("cache after a blob larger than it: %+v (want the manifest and config kept, nothing evicted)", st)
+	}
+}
+
+// TestColdRangeOfUnknownBlobFetchesOnce: a range of a blob the upstream
+// does not have is one upstream request; the background fill that warms
+// the cache after a cold range starts only when the upstream served it.
+func TestColdRangeOfUnknownBlobFetchesOnce(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{})
+	up.push(t, "team/app", "v1", randomImage(t, 1024, 1), nil)
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}})
+	up.log.reset()
+	resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/blobs/sha256:"+strings.Repeat("0", 64), http.Header{"Range": {"bytes=0-9"}})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("range of an unknown blob: %d %s", resp.StatusCode, body)
+	}
+	// The handler has returned (and started any background work) once its
+	// request is logged.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logs.String(), "msg=request") {
+		if time.Now().After(deadline) {
+			t.Fatal("request never logged")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.srv.fills.Wait()
+	if n := up.log.count(http.MethodGet, "/blobs/"); n != 1 {
+		t.Fatalf("range of an unknown blob: %d upstream GETs, want 1", n)
 	}
 }
