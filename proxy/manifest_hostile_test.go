@@ -97,3 +97,25 @@ func TestHeadWithoutContentTypeIsNotGuessed(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedSchema1IsRefusedClearly: a signed schema 1 manifest (whose
+// digest covers its payload, not the signatures it is served with) is
+// refused with a message that says so, not as a digest mismatch.
+func TestSignedSchema1IsRefusedClearly(t *testing.T) {
+	payload := `{"schemaVersion":1,"name":"team/app","tag":"v1","architecture":"amd64","fsLayers":[],"history":[]}`
+	signed := payload[:len(payload)-1] + `,"signatures":[{"header":{"alg":"ES256"},"signature":"x","protected":"y"}]}`
+	f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+		w.Header().Set("Docker-Content-Digest", digest.FromString(payload).String())
+		_, _ = w.Write([]byte(signed))
+	}))
+	t.Cleanup(f.Close)
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}})
+	resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "schema 1") {
+		t.Fatalf("signed schema 1: %d %s; want 502 naming schema 1", resp.StatusCode, body)
+	}
+}

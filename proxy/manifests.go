@@ -334,6 +334,10 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
 			fmt.Sprintf("upstream answered with something that is not a JSON manifest (Content-Type %q)", resp.Header.Get("Content-Type")))
 	}
+	if signedSchema1(resp.Header.Get("Content-Type"), data) {
+		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+			"the upstream has only a signed schema 1 manifest for this reference (deprecated; its digest does not cover the signatures it comes with, so it cannot be verified); push the image again with a current client (Docker schema 2 or OCI), or pull it from the registry directly")
+	}
 	want := rt.digest
 	if hdr := resp.Header.Get("Docker-Content-Digest"); hdr != "" {
 		d, err := digest.Parse(hdr)
@@ -367,6 +371,22 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 func isJSONObject(data []byte) bool {
 	t := bytes.TrimLeft(data, " \t\r\n")
 	return len(t) > 0 && t[0] == '{' && json.Valid(t)
+}
+
+// signedSchema1 recognises Docker's signed schema 1 manifest, by its
+// Content-Type or by the "signatures" a schema 1 body carries.
+func signedSchema1(contentType string, data []byte) bool {
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/vnd.docker.distribution.manifest.v1+prettyjws" {
+		return true
+	}
+	if !bytes.Contains(data, []byte(`"signatures"`)) {
+		return false
+	}
+	var probe struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		Signatures    []json.RawMessage `json:"signatures"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.SchemaVersion == 1 && len(probe.Signatures) > 0
 }
 
 // badUpstream is an upstream answer that cannot be served: the client gets
