@@ -36,9 +36,10 @@ var (
 	ErrFillFailed = errors.New("cache fill failed")
 	// ErrIdleTimeout: the upstream sent nothing for Options.FillIdleTimeout.
 	ErrIdleTimeout = errors.New("upstream idle timeout")
-	// ErrTooLarge: a manifest above MaxManifestSize, or a blob announced
-	// larger than Options.MaxSize (Fetch fails with it before any eviction;
-	// serve such a blob past the cache).
+	// ErrTooLarge: a manifest above MaxManifestSize, or a blob larger than
+	// Options.MaxSize: Fetch fails with it before any eviction when the size
+	// is announced (serve such a blob past the cache); a fill of unannounced
+	// size fails with it once it outgrows MaxSize.
 	ErrTooLarge = errors.New("content too large")
 	// ErrClosed: the cache was closed.
 	ErrClosed = errors.New("cache closed")

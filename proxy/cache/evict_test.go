@@ -345,3 +345,47 @@ func TestBlobLargerThanCacheEvictsNothing(t *testing.T) {
 		}
 	}
 }
+
+// endless is an upstream body that would never end; it stops at 16 MiB
+// so that a cache without the bound fails the test instead of the disk.
+type endless struct{ sent int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.sent >= 16<<20 {
+		return 0, io.EOF
+	}
+	clear(p)
+	e.sent += len(p)
+	return len(p), nil
+}
+
+// TestUnannouncedSizeStopsAtBudget: a fill whose size the upstream did not
+// announce is stopped once it outgrows the whole budget (it could never be
+// kept, and an endless body would otherwise fill the disk).
+func TestUnannouncedSizeStopsAtBudget(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, Options{MaxSize: 1 << 20})
+	up := Upstream{Open: func(context.Context) (io.ReadCloser, int64, error) {
+		return io.NopCloser(&endless{}), -1, nil
+	}}
+	r, err := c.Fetch(context.Background(), host, repo, digest.FromString("anything"), -1, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, r)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFillFailed) || !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("endless fill ended with %v, want ErrFillFailed and ErrTooLarge", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an endless upstream body of unannounced size was never stopped")
+	}
+	waitFills(t, c)
+	assertEmptyDir(t, filepath.Join(dir, "tmp"))
+}

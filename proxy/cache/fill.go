@@ -377,6 +377,12 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 				copyErr = fmt.Errorf("%w: upstream sent more than %d bytes for %s", ErrSizeMismatch, size, f.d)
 				break
 			}
+			if size < 0 && c.opts.MaxSize > 0 && written+int64(n) > c.opts.MaxSize {
+				// Unannounced size: it can never be kept once past the whole
+				// budget, and an endless body would fill the disk.
+				copyErr = fmt.Errorf("%w: %s from upstream (size not announced) outgrew the whole cache (%d bytes)", ErrTooLarge, f.d, c.opts.MaxSize)
+				break
+			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
 				copyErr = fmt.Errorf("cache: write temp file: %w", werr)
 				break
