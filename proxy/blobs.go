@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,7 +73,14 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
 	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
-		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, rd)
+		src := &readErrors{ReadSeeker: rd}
+		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, src)
+		if err := src.failed(); err != nil {
+			// ServeContent ends quietly when its reader fails (a fill that
+			// did not verify, a client gone): the response must not.
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	var first []byte
@@ -292,6 +300,32 @@ func withoutStaleRange(r *http.Request, d digest.Digest) *http.Request {
 	}
 	r2.Header.Del("If-Range")
 	return r2
+}
+
+// readErrors remembers the first error other than io.EOF that a Read
+// returned, for callers (http.ServeContent) that drop it.
+type readErrors struct {
+	io.ReadSeeker
+	mu  sync.Mutex
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.ReadSeeker.Read(p)
+	if err != nil && err != io.EOF {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+func (r *readErrors) failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into an OCI

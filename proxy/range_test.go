@@ -162,3 +162,52 @@ func TestColdRangeOfUnknownBlobFetchesOnce(t *testing.T) {
 		t.Fatalf("range of an unknown blob: %d upstream GETs, want 1", n)
 	}
 }
+
+// TestRangeOfFailingFillIsCut: a range that joins a fill in progress, and
+// needs bytes the fill never verifies, is cut (the client sees an error, the
+// log and metrics say aborted), not ended as a successful 206.
+func TestRangeOfFailingFillIsCut(t *testing.T) {
+	img := randomImage(t, 64<<10, 1)
+	f := newFakeRegistry(t, img)
+	f.blobStarted = make(chan struct{}, 1)
+	f.blobDelay = 300 * time.Millisecond
+	f.damage.Store("corrupt")
+	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}})
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	path := "/v2/" + testHost + "/team/app/blobs/" + ld.String()
+
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		resp, err := http.Get(p.URL + path)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-f.blobStarted // the fill is in progress
+	req, _ := http.NewRequest(http.MethodGet, p.URL+path, nil)
+	req.Header.Set("Range", "bytes=-10")
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == http.StatusPartialContent {
+			t.Fatalf("range ending in bytes that never verified: clean 206 with %d bytes", len(body))
+		}
+	}
+	<-first
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(p.logs.String(), "msg=request") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("requests not logged")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		if strings.Contains(line, "msg=request") && strings.Contains(line, "status=206") && !strings.Contains(line, "aborted=true") {
+			t.Fatalf("the cut range is logged as a success: %s", line)
+		}
+	}
+}
