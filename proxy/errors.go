@@ -131,10 +131,8 @@ func (e *upstreamError) clientError(fallback errcode.ErrorCode) (int, error) {
 // writeUpstreamError relays an upstream refusal to the client.
 func writeUpstreamError(w http.ResponseWriter, e *upstreamError, fallback errcode.ErrorCode) {
 	status, err := e.clientError(fallback)
-	if e.RetryAfter != "" {
-		if _, perr := strconv.Atoi(e.RetryAfter); perr == nil {
-			w.Header().Set("Retry-After", e.RetryAfter)
-		}
+	if validRetryAfter(e.RetryAfter) {
+		w.Header().Set("Retry-After", e.RetryAfter)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -145,6 +143,20 @@ func writeUpstreamError(w http.ResponseWriter, e *upstreamError, fallback errcod
 		errs = errcode.Errors{err}
 	}
 	_ = json.NewEncoder(w).Encode(errs)
+}
+
+// validRetryAfter reports whether v is a Retry-After value HTTP allows:
+// delay-seconds or an HTTP date (RFC 9110, 10.2.3). Nothing else the
+// upstream sent is passed on.
+func validRetryAfter(v string) bool {
+	if v == "" {
+		return false
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return n >= 0
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
 }
 
 // upstreamDiagnostic converts one of ggcr's error diagnostics.

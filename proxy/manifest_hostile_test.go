@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -117,5 +118,36 @@ func TestSignedSchema1IsRefusedClearly(t *testing.T) {
 	resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "schema 1") {
 		t.Fatalf("signed schema 1: %d %s; want 502 naming schema 1", resp.StatusCode, body)
+	}
+}
+
+// TestThrottlingPassesRetryAfter: an upstream's 429 reaches the client as
+// TOOMANYREQUESTS with its Retry-After, in either form HTTP allows (seconds
+// or a date); anything else is not passed on.
+func TestThrottlingPassesRetryAfter(t *testing.T) {
+	date := time.Now().Add(2 * time.Minute).UTC().Format(http.TimeFormat)
+	for _, tc := range []struct{ sent, want string }{
+		{"120", "120"},
+		{date, date},
+		{"soon\r\nX-Evil: 1", ""},
+	} {
+		f := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				return
+			}
+			w.Header()["Retry-After"] = []string{tc.sent}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`))
+		}))
+		p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: f.URL}, noCache: true})
+		resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil)
+		f.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "TOOMANYREQUESTS") {
+			t.Fatalf("429 upstream: %d %s", resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("Retry-After"); got != tc.want {
+			t.Errorf("upstream Retry-After %q: client got %q, want %q", tc.sent, got, tc.want)
+		}
 	}
 }
