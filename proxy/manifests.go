@@ -25,11 +25,33 @@ import (
 // (whose digest is not the content's); registries answer with the manifest
 // as stored, and the client gets it with its real Content-Type, as Docker Hub
 // and distribution serve content they have in no other form.
+//
+// The Docker manifest list is the exception: a registry does have another
+// form of it for a client that names manifest types but no index type (the
+// linux/amd64 image manifest, which distribution and Docker Hub pick), so it
+// is added only for a client that accepts indexes or names no manifest type
+// at all.
 var modernAccept = []string{
-	"application/vnd.oci.image.index.v1+json",
+	mediaTypeOCIIndex,
 	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
+	mediaTypeDockerList,
 	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+const (
+	mediaTypeOCIIndex   = "application/vnd.oci.image.index.v1+json"
+	mediaTypeDockerList = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// manifestTypes are the manifest and index media types a client may name.
+var manifestTypes = map[string]bool{
+	mediaTypeOCIIndex:                                           true,
+	mediaTypeDockerList:                                         true,
+	"application/vnd.oci.image.manifest.v1+json":                true,
+	"application/vnd.docker.distribution.manifest.v2+json":      true,
+	"application/vnd.docker.distribution.manifest.v1+json":      true,
+	"application/vnd.docker.distribution.manifest.v1+prettyjws": true,
+	"application/vnd.oci.artifact.manifest.v1+json":             true,
 }
 
 // maxManifestSize bounds what is read from an upstream manifest response.
@@ -52,12 +74,37 @@ func upstreamAccept(client []string) []string {
 			out = append(out, mt)
 		}
 	}
+	namesManifest := false
+	for base := range seen {
+		namesManifest = namesManifest || manifestTypes[base]
+	}
+	namesIndex := seen[mediaTypeOCIIndex] || seen[mediaTypeDockerList]
 	for _, mt := range modernAccept {
-		if !seen[mt] {
-			out = append(out, mt)
+		if seen[mt] || (mt == mediaTypeDockerList && namesManifest && !namesIndex) {
+			continue
 		}
+		out = append(out, mt)
 	}
 	return out
+}
+
+// acceptable reports whether a cached manifest of mediaType may answer a
+// request sent upstream with accept (an upstreamAccept list). Only an index
+// can be wrong: a registry gives a client that does not accept it the
+// platform's image manifest instead. Other types are served whatever the
+// Accept, as registries serve content they have in no other form.
+func acceptable(mediaType string, accept []string) bool {
+	if mediaType != mediaTypeOCIIndex && mediaType != mediaTypeDockerList {
+		return true
+	}
+	for _, a := range accept {
+		base, _, _ := strings.Cut(a, ";")
+		base = strings.TrimSpace(base)
+		if base == mediaType || base == "*/*" {
+			return true
+		}
+	}
+	return false
 }
 
 // manifest is a manifest ready to serve.
@@ -157,7 +204,11 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 	hm, err := s.headManifest(ctx, rt, accept)
 	if err != nil {
 		if tagErr == nil && serveStale(err) {
-			if cm, cerr := s.cache.GetManifest(rt.host, rt.repository, tag.Digest); cerr == nil {
+			// The tag's last answer may have been for a client that
+			// accepted other types (a manifest list rather than the image
+			// manifest a narrow client gets): serve it only to a client
+			// the upstream could have given it to.
+			if cm, cerr := s.cache.GetManifest(rt.host, rt.repository, tag.Digest); cerr == nil && acceptable(cm.MediaType, accept) {
 				s.log.Warn("upstream failed to revalidate a tag; serving the cached manifest",
 					"host", rt.host, "repository", rt.repository, "tag", rt.reference,
 					"digest", tag.Digest, "cached_at", tag.FetchedAt, "error", err)
