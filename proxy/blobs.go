@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +24,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		s.headBlob(w, r, rt)
 		return
 	}
+	r = withoutStaleRange(r, rt.digest)
 	if s.cache == nil {
 		s.passThroughBlob(w, r, rt, "bypass")
 		return
@@ -30,7 +33,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.Header.Get("Range") != "" && !s.cache.Exists(rt.digest) {
 		// A range of a cold blob: forward it, keep nothing partial, and
 		// fill the whole blob in the background for the next client.
-		s.passThroughBlob(w, r, rt, "range")
+		if !s.passThroughBlob(w, r, rt, "range") {
+			return // the upstream does not have it for us: nothing to warm
+		}
 		s.background(func(ctx context.Context) {
 			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
 			if err == nil {
@@ -40,6 +45,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	if errors.Is(err, cache.ErrTooLarge) {
+		// Larger than the whole cache: streamed past it, still verified.
+		s.passThroughBlob(w, r, rt, "bypass")
+		return
+	}
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
@@ -63,7 +73,14 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
 	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
-		http.ServeContent(w, r, "", time.Time{}, rd)
+		src := &readErrors{ReadSeeker: rd}
+		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, src)
+		if err := src.failed(); err != nil {
+			// ServeContent ends quietly when its reader fails (a fill that
+			// did not verify, a client gone): the response must not.
+			ri.err = err
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	var first []byte
@@ -203,8 +220,9 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 // passThroughBlob streams a blob (or the requested range of it) from
 // upstream without caching it. A whole blob is verified as it streams and its
 // last chunk is held back until the digest matched, so a truncated or corrupt
-// upstream body never reaches the client complete.
-func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) {
+// upstream body never reaches the client complete. It reports whether the
+// upstream has the blob (it answered 200, 206, or 416 for a bad range).
+func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
 	ri := infoFrom(r.Context())
 	s.cacheResult(ri, "blob", result)
 	var hdr http.Header
@@ -214,21 +232,30 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 	resp, err := s.upstreamRequest(r.Context(), http.MethodGet, rt, nil, hdr)
 	if err != nil {
 		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
-		return
+		return false
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			w.Header().Set("Content-Range", resp.Header.Get("Content-Range"))
 			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
-			return
+			return true // the blob is there; only the range is wrong
 		}
 		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
-		return
+		return false
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
 	h.Set("Content-Type", "application/octet-stream")
+	if resp.StatusCode == http.StatusPartialContent {
+		// Several ranges come as one multipart/byteranges body whose
+		// boundary only the upstream's Content-Type names.
+		ct := resp.Header.Get("Content-Type")
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "multipart/byteranges" {
+			h.Set("Content-Type", ct)
+		}
+	}
+	h.Set("Etag", `"`+rt.digest.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -247,13 +274,99 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			ri.err = err
 			panic(http.ErrAbortHandler)
 		}
-		return
+		return true
 	}
 	if err := copyVerified(w, body, rt.digest, resp.ContentLength); err != nil {
 		ri.err = err
 		panic(http.ErrAbortHandler)
 	}
+	return true
 }
+
+// withoutStaleRange applies If-Range (RFC 9110, 13.1.5) before anything
+// else looks at Range: a blob's only validator is its strong ETag, the
+// quoted digest, so an If-Range naming anything else (another ETag, a weak
+// one, a date) asks for the whole blob and the Range is dropped. Without
+// this, a cold range forwarded upstream would answer 206 where a cached
+// blob (http.ServeContent) answers 200.
+func withoutStaleRange(r *http.Request, d digest.Digest) *http.Request {
+	ir := r.Header.Get("If-Range")
+	if ir == "" || r.Header.Get("Range") == "" {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	if ir != `"`+d.String()+`"` {
+		r2.Header.Del("Range")
+	}
+	r2.Header.Del("If-Range")
+	return r2
+}
+
+// readErrors remembers the first error other than io.EOF that a Read
+// returned, for callers (http.ServeContent) that drop it.
+type readErrors struct {
+	io.ReadSeeker
+	mu  sync.Mutex
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.ReadSeeker.Read(p)
+	if err != nil && err != io.EOF {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+func (r *readErrors) failed() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// rangeErrorWriter turns http.ServeContent's plain-text 416 into an OCI
+// error body (RANGE_INVALID), as the cold path answers it. ServeContent sets
+// Content-Range (bytes */size) before it fails; that header stays.
+type rangeErrorWriter struct {
+	http.ResponseWriter
+	failed bool
+}
+
+func (w *rangeErrorWriter) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.failed = true
+	w.Header().Del("X-Content-Type-Options")
+	w.Header().Del("Content-Length")
+	writeError(w.ResponseWriter, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
+}
+
+func (w *rangeErrorWriter) Write(p []byte) (int, error) {
+	if w.failed {
+		return len(p), nil // ServeContent's own text body
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps sendfile for the ranges ServeContent copies.
+func (w *rangeErrorWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.failed {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // errBlobMismatch: the upstream's bytes do not hash to the blob's digest.
 var errBlobMismatch = errors.New("upstream blob does not match its digest")

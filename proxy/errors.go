@@ -54,10 +54,17 @@ type upstreamError struct {
 	Errors errcode.Errors
 	// RetryAfter is the upstream's Retry-After header on 429/503.
 	RetryAfter string
+	// Unusable: the upstream answered, but with content tollgate cannot
+	// serve (wrong digest, truncated, not a manifest); Status is then the
+	// 502 the client gets, not what the upstream sent.
+	Unusable bool
 }
 
 func (e *upstreamError) Error() string {
 	msg := fmt.Sprintf("upstream %s answered %d %s", e.Host, e.Status, http.StatusText(e.Status))
+	if e.Unusable {
+		msg = fmt.Sprintf("upstream %s sent an answer that cannot be served", e.Host)
+	}
 	if len(e.Errors) > 0 {
 		msg += ": " + e.Errors.Error()
 	}
@@ -124,10 +131,8 @@ func (e *upstreamError) clientError(fallback errcode.ErrorCode) (int, error) {
 // writeUpstreamError relays an upstream refusal to the client.
 func writeUpstreamError(w http.ResponseWriter, e *upstreamError, fallback errcode.ErrorCode) {
 	status, err := e.clientError(fallback)
-	if e.RetryAfter != "" {
-		if _, perr := strconv.Atoi(e.RetryAfter); perr == nil {
-			w.Header().Set("Retry-After", e.RetryAfter)
-		}
+	if validRetryAfter(e.RetryAfter) {
+		w.Header().Set("Retry-After", e.RetryAfter)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -138,6 +143,20 @@ func writeUpstreamError(w http.ResponseWriter, e *upstreamError, fallback errcod
 		errs = errcode.Errors{err}
 	}
 	_ = json.NewEncoder(w).Encode(errs)
+}
+
+// validRetryAfter reports whether v is a Retry-After value HTTP allows:
+// delay-seconds or an HTTP date (RFC 9110, 10.2.3). Nothing else the
+// upstream sent is passed on.
+func validRetryAfter(v string) bool {
+	if v == "" {
+		return false
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return n >= 0
+	}
+	_, err := http.ParseTime(v)
+	return err == nil
 }
 
 // upstreamDiagnostic converts one of ggcr's error diagnostics.

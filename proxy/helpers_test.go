@@ -197,6 +197,7 @@ type proxyOpts struct {
 	noCache     bool
 	cacheDir    string
 	shared      cache.SharedTier
+	maxSize     int64 // cache budget; 0 is unlimited
 }
 
 func startProxy(t *testing.T, o proxyOpts) *proxyFixture {
@@ -224,7 +225,7 @@ func startProxy(t *testing.T, o proxyOpts) *proxyFixture {
 		if dir == "" {
 			dir = filepath.Join(t.TempDir(), "cache")
 		}
-		c, err = cache.Open(context.Background(), cache.Options{Dir: dir, Logger: log, Shared: o.shared})
+		c, err = cache.Open(context.Background(), cache.Options{Dir: dir, Logger: log, Shared: o.shared, MaxSize: o.maxSize})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,11 +25,33 @@ import (
 // (whose digest is not the content's); registries answer with the manifest
 // as stored, and the client gets it with its real Content-Type, as Docker Hub
 // and distribution serve content they have in no other form.
+//
+// The Docker manifest list is the exception: a registry does have another
+// form of it for a client that names manifest types but no index type (the
+// linux/amd64 image manifest, which distribution and Docker Hub pick), so it
+// is added only for a client that accepts indexes or names no manifest type
+// at all.
 var modernAccept = []string{
-	"application/vnd.oci.image.index.v1+json",
+	mediaTypeOCIIndex,
 	"application/vnd.oci.image.manifest.v1+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
+	mediaTypeDockerList,
 	"application/vnd.docker.distribution.manifest.v2+json",
+}
+
+const (
+	mediaTypeOCIIndex   = "application/vnd.oci.image.index.v1+json"
+	mediaTypeDockerList = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+// manifestTypes are the manifest and index media types a client may name.
+var manifestTypes = map[string]bool{
+	mediaTypeOCIIndex:                                           true,
+	mediaTypeDockerList:                                         true,
+	"application/vnd.oci.image.manifest.v1+json":                true,
+	"application/vnd.docker.distribution.manifest.v2+json":      true,
+	"application/vnd.docker.distribution.manifest.v1+json":      true,
+	"application/vnd.docker.distribution.manifest.v1+prettyjws": true,
+	"application/vnd.oci.artifact.manifest.v1+json":             true,
 }
 
 // maxManifestSize bounds what is read from an upstream manifest response.
@@ -52,12 +74,37 @@ func upstreamAccept(client []string) []string {
 			out = append(out, mt)
 		}
 	}
+	namesManifest := false
+	for base := range seen {
+		namesManifest = namesManifest || manifestTypes[base]
+	}
+	namesIndex := seen[mediaTypeOCIIndex] || seen[mediaTypeDockerList]
 	for _, mt := range modernAccept {
-		if !seen[mt] {
-			out = append(out, mt)
+		if seen[mt] || (mt == mediaTypeDockerList && namesManifest && !namesIndex) {
+			continue
 		}
+		out = append(out, mt)
 	}
 	return out
+}
+
+// acceptable reports whether a cached manifest of mediaType may answer a
+// request sent upstream with accept (an upstreamAccept list). Only an index
+// can be wrong: a registry gives a client that does not accept it the
+// platform's image manifest instead. Other types are served whatever the
+// Accept, as registries serve content they have in no other form.
+func acceptable(mediaType string, accept []string) bool {
+	if mediaType != mediaTypeOCIIndex && mediaType != mediaTypeDockerList {
+		return true
+	}
+	for _, a := range accept {
+		base, _, _ := strings.Cut(a, ";")
+		base = strings.TrimSpace(base)
+		if base == mediaType || base == "*/*" {
+			return true
+		}
+	}
+	return false
 }
 
 // manifest is a manifest ready to serve.
@@ -136,7 +183,7 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 		s.cacheResult(ri, "manifest", "miss")
 	}
 	if method == http.MethodHead {
-		return s.headManifest(ctx, rt, accept)
+		return s.headManifestForClient(ctx, rt, accept)
 	}
 	return s.fetchManifest(ctx, rt, accept)
 }
@@ -144,7 +191,7 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, accept []string, ri *requestInfo) (*manifest, error) {
 	if s.cache == nil {
 		if method == http.MethodHead {
-			return s.headManifest(ctx, rt, accept)
+			return s.headManifestForClient(ctx, rt, accept)
 		}
 		return s.fetchManifest(ctx, rt, accept)
 	}
@@ -157,7 +204,11 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 	hm, err := s.headManifest(ctx, rt, accept)
 	if err != nil {
 		if tagErr == nil && serveStale(err) {
-			if cm, cerr := s.cache.GetManifest(rt.host, rt.repository, tag.Digest); cerr == nil {
+			// The tag's last answer may have been for a client that
+			// accepted other types (a manifest list rather than the image
+			// manifest a narrow client gets): serve it only to a client
+			// the upstream could have given it to.
+			if cm, cerr := s.cache.GetManifest(rt.host, rt.repository, tag.Digest); cerr == nil && acceptable(cm.MediaType, accept) {
 				s.log.Warn("upstream failed to revalidate a tag; serving the cached manifest",
 					"host", rt.host, "repository", rt.repository, "tag", rt.reference,
 					"digest", tag.Digest, "cached_at", tag.FetchedAt, "error", err)
@@ -178,7 +229,7 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		}
 	}
 	s.cacheResult(ri, "manifest", "miss")
-	if method == http.MethodHead {
+	if method == http.MethodHead && !hm.untyped() {
 		return hm, nil
 	}
 	m, err := s.fetchManifest(ctx, rt, accept)
@@ -227,6 +278,22 @@ func (s *Server) headManifest(ctx context.Context, rt *route, accept []string) (
 	return s.sharedManifest(ctx, http.MethodHead, rt, accept, s.headManifestOnce)
 }
 
+// headManifestForClient is headManifest for an answer that goes to the
+// client as it is: when the upstream's HEAD named no media type, a GET
+// learns it, because a client resolving by HEAD (containerd) parses what it
+// fetches next as the type the HEAD named, and a guess may be wrong.
+func (s *Server) headManifestForClient(ctx context.Context, rt *route, accept []string) (*manifest, error) {
+	m, err := s.headManifest(ctx, rt, accept)
+	if err != nil || !m.untyped() {
+		return m, err
+	}
+	return s.fetchManifest(ctx, rt, accept)
+}
+
+// untyped reports whether m is an upstream HEAD answer without a media type
+// of its own (mediaType is then a guess).
+func (m *manifest) untyped() bool { return m.data == nil && m.declaredType == "" }
+
 // fetchManifest GETs, verifies and caches the manifest; concurrent identical
 // requests share one upstream GET (Docker Hub counts each manifest GET as a
 // pull).
@@ -271,8 +338,11 @@ func (s *Server) headManifestOnce(ctx context.Context, rt *route, accept []strin
 	if dg := resp.Header.Get("Docker-Content-Digest"); dg != "" {
 		d, err := digest.Parse(dg)
 		if err != nil {
-			return nil, &upstreamError{Host: rt.host, Status: http.StatusBadGateway, Errors: errcode.Errors{
+			return nil, &upstreamError{Host: rt.host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{
 				errcode.ErrorCodeDigestInvalid.WithMessage("upstream sent an invalid Docker-Content-Digest header")}}
+		}
+		if rt.byDigest() && d != rt.digest {
+			return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, rt.digest))
 		}
 		m.digest = d
 	} else if rt.byDigest() {
@@ -308,6 +378,17 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
 		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid, "upstream manifest response was truncated")
 	}
+	if !isJSONObject(data) {
+		// A captive portal's login page, a CDN's error page: whatever it
+		// hashes to, it is not a manifest, and caching it would serve it
+		// for this tag during the next outage.
+		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+			fmt.Sprintf("upstream answered with something that is not a JSON manifest (Content-Type %q)", resp.Header.Get("Content-Type")))
+	}
+	if signedSchema1(resp.Header.Get("Content-Type"), data) {
+		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+			"the upstream has only a signed schema 1 manifest for this reference (deprecated; its digest does not cover the signatures it comes with, so it cannot be verified); push the image again with a current client (Docker schema 2 or OCI), or pull it from the registry directly")
+	}
 	want := rt.digest
 	if hdr := resp.Header.Get("Docker-Content-Digest"); hdr != "" {
 		d, err := digest.Parse(hdr)
@@ -336,10 +417,33 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 	return &manifest{digest: want, mediaType: mt, data: data, size: int64(len(data))}, nil
 }
 
+// isJSONObject reports whether data is one JSON object, as every manifest
+// and index (and Docker's signed schema 1) is.
+func isJSONObject(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(t)
+}
+
+// signedSchema1 recognises Docker's signed schema 1 manifest, by its
+// Content-Type or by the "signatures" a schema 1 body carries.
+func signedSchema1(contentType string, data []byte) bool {
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/vnd.docker.distribution.manifest.v1+prettyjws" {
+		return true
+	}
+	if !bytes.Contains(data, []byte(`"signatures"`)) {
+		return false
+	}
+	var probe struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		Signatures    []json.RawMessage `json:"signatures"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.SchemaVersion == 1 && len(probe.Signatures) > 0
+}
+
 // badUpstream is an upstream answer that cannot be served: the client gets
 // 502 with what was wrong.
 func badUpstream(host string, code errcode.ErrorCode, msg string) error {
-	return &upstreamError{Host: host, Status: http.StatusBadGateway, Errors: errcode.Errors{code.WithMessage(msg)}}
+	return &upstreamError{Host: host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{code.WithMessage(msg)}}
 }
 
 // mediaTypeOf takes the upstream's Content-Type, or the manifest's own

@@ -28,23 +28,37 @@ type metrics struct {
 	// process.
 	hostsMu sync.Mutex
 	hosts   map[string]bool
+	// deniedHosts is the same bound for the denial series, kept apart so
+	// that clients asking for many denied hosts cannot use up the labels
+	// of the registries the proxy really talks to.
+	deniedHosts map[string]bool
 }
 
 // maxHostLabels is how many distinct registry hosts get series of their
 // own; later ones are counted under "other".
 const maxHostLabels = 200
 
-// host returns the label value for registry host h.
+// host returns the label value for upstream registry host h (one the
+// allowlist let through).
 func (m *metrics) host(h string) string {
+	return m.label(m.hosts, h)
+}
+
+// deniedHost returns the label value for the host of a denied request.
+func (m *metrics) deniedHost(h string) string {
+	return m.label(m.deniedHosts, h)
+}
+
+func (m *metrics) label(seen map[string]bool, h string) string {
 	m.hostsMu.Lock()
 	defer m.hostsMu.Unlock()
-	if m.hosts[h] {
+	if seen[h] {
 		return h
 	}
-	if len(m.hosts) >= maxHostLabels {
+	if len(seen) >= maxHostLabels {
 		return "other"
 	}
-	m.hosts[h] = true
+	seen[h] = true
 	return h
 }
 
@@ -63,6 +77,8 @@ func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		hosts:    map[string]bool{},
+
+		deniedHosts: map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_proxy_requests_total",
 			Help: "Distribution API requests by kind (manifest, blob, tags, base, other), method and outcome (HTTP status class: 2xx, 3xx, 4xx, 5xx).",

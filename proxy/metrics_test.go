@@ -39,3 +39,32 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 		t.Errorf("the first denied hosts keep their own series:\n%s", body)
 	}
 }
+
+// TestDeniedHostsDoNotStarveUpstreamLabels: clients that ask for many denied
+// hosts use up the denial series' budget, not the one of the upstream
+// registries the proxy really talks to, whose metrics keep their host.
+func TestDeniedHostsDoNotStarveUpstreamLabels(t *testing.T) {
+	up := startUpstream(t, upstreamOpts{})
+	up.push(t, "team/app", "v1", randomImage(t, 256, 1), nil)
+	p := startProxy(t, proxyOpts{noCache: true, allow: []string{testHost}, endpoints: map[string]string{testHost: up.URL}})
+	for i := 0; i < 2*maxHostLabels; i++ {
+		p.do(t, http.MethodGet, fmt.Sprintf("/v2/h%d.denied.test/app/manifests/v1", i), nil)
+	}
+	if resp, body := p.do(t, http.MethodGet, "/v2/"+testHost+"/team/app/manifests/v1", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("allowed pull: %d %s", resp.StatusCode, body)
+	}
+	_, body := p.do(t, http.MethodGet, "/metrics", nil)
+	if !strings.Contains(string(body), `tollgate_proxy_upstream_bytes_total{host="`+testHost+`"}`) {
+		t.Errorf("upstream metrics lost their host label after many denied hosts:\n%s", grepLines(string(body), "tollgate_proxy_upstream_bytes_total"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

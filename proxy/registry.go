@@ -44,7 +44,7 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		rt.repository, ri.repository = v.Repository, v.Repository
 	}
 	if !v.Allowed {
-		s.metrics.denials.WithLabelValues(s.metrics.host(rt.host)).Inc()
+		s.metrics.denials.WithLabelValues(s.metrics.deniedHost(rt.host)).Inc()
 		reason := v.Reason
 		if reason == "" {
 			reason = rt.host + "/" + rt.repository + " is not on the registry allowlist"

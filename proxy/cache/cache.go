@@ -36,7 +36,10 @@ var (
 	ErrFillFailed = errors.New("cache fill failed")
 	// ErrIdleTimeout: the upstream sent nothing for Options.FillIdleTimeout.
 	ErrIdleTimeout = errors.New("upstream idle timeout")
-	// ErrTooLarge: a manifest above MaxManifestSize.
+	// ErrTooLarge: a manifest above MaxManifestSize, or a blob larger than
+	// Options.MaxSize: Fetch fails with it before any eviction when the size
+	// is announced (serve such a blob past the cache); a fill of unannounced
+	// size fails with it once it outgrows MaxSize.
 	ErrTooLarge = errors.New("content too large")
 	// ErrClosed: the cache was closed.
 	ErrClosed = errors.New("cache closed")
@@ -166,16 +169,21 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// load empties tmp/ and rebuilds the in-memory index from blobs/ and repos/.
+// tempPrefixes name the files the cache itself puts in tmp/: fills and
+// stored manifests in progress, evicted and damaged content awaiting unlink.
+var tempPrefixes = []string{"fill-", "put-", "evicted-", "damaged-"}
+
+// load removes the cache's leftovers from tmp/ and rebuilds the in-memory
+// index from blobs/ and repos/.
 func (c *Cache) load() error {
 	tmp := filepath.Join(c.dir, "tmp")
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("cache: remove partial downloads in %s: %w", tmp, err)
-	}
 	for _, d := range []string{tmp, filepath.Join(c.dir, "blobs"), filepath.Join(c.dir, "repos")} {
 		if err := securefile.MkdirPrivate(d); err != nil {
 			return fmt.Errorf("cache: %w", err)
 		}
+	}
+	if err := c.removeLeftovers(tmp); err != nil {
+		return err
 	}
 
 	type loaded struct {
@@ -241,17 +249,15 @@ func (c *Cache) load() error {
 		// host, repo..., _blobs|_manifests, alg, hex   or   host, repo..., _tags, tag
 		n := len(parts)
 		if n >= 4 && parts[n-2] == "_tags" {
-			if strings.Contains(de.Name(), ".tmp-") {
-				_ = os.Remove(path) // an interrupted atomic write
+			if strings.HasPrefix(de.Name(), ".") && strings.Contains(de.Name(), ".tmp-") {
+				_ = os.Remove(path) // an interrupted atomic write (writeFileAtomic)
 			}
 			return nil
 		}
 		if n < 5 || (parts[n-3] != "_blobs" && parts[n-3] != "_manifests") {
-			if !strings.Contains(de.Name(), ".tmp-") {
-				c.log.Warn("cache: ignoring unexpected file", "path", path)
-			} else {
-				_ = os.Remove(path) // an interrupted atomic write
-			}
+			// Not the cache's (its atomic writes land in _tags and
+			// _manifests): left alone.
+			c.log.Warn("cache: ignoring unexpected file", "path", path)
 			return nil
 		}
 		s, err := newScope(parts[0], strings.Join(parts[1:n-3], "/"))
@@ -282,6 +288,31 @@ func (c *Cache) load() error {
 		return fmt.Errorf("cache: read index %s: %w", repos, err)
 	}
 	c.log.Debug("cache: loaded", "dir", c.dir, "entries", len(c.entries), "bytes", c.total)
+	return nil
+}
+
+// removeLeftovers removes partial downloads and trash from tmp/: only the
+// files the cache names itself, so that a cache directory set to a place
+// that holds other things (a home directory's tmp/) loses none of them.
+func (c *Cache) removeLeftovers(tmp string) error {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return fmt.Errorf("cache: remove partial downloads in %s: %w", tmp, err)
+	}
+	for _, de := range entries {
+		own := false
+		for _, p := range tempPrefixes {
+			own = own || strings.HasPrefix(de.Name(), p)
+		}
+		if !own || !de.Type().IsRegular() {
+			c.log.Warn("cache: leaving a file that is not the cache's own in its tmp directory; proxy.cache.dir should be a directory of its own",
+				"path", filepath.Join(tmp, de.Name()))
+			continue
+		}
+		if err := os.Remove(filepath.Join(tmp, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cache: remove partial download: %w", err)
+		}
+	}
 	return nil
 }
 

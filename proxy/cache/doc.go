@@ -59,7 +59,8 @@
 //     read error) in place of io.EOF. Streaming readers hold back the last
 //     byte until verification, so a client never receives all the bytes of
 //     a blob that then fails.
-//   - Crash safety: fills write into tmp/, which Open empties; blobs/ only
+//   - Crash safety: fills write into tmp/, from which Open removes them
+//     (and nothing it did not name itself); blobs/ only
 //     ever holds fsynced, verified files; repository links and tag records
 //     are separate small files written atomically. After kill -9 the cache
 //     serves what was committed and nothing partial. One process per

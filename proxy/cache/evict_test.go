@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +107,9 @@ func TestNeverEvictsFillInProgress(t *testing.T) {
 	dBig := u.add(big)
 	small := randomBytes(t, size)
 	dSmall := u.add(small)
-	c := openCache(t, t.TempDir(), Options{MaxSize: size})
+	// The big blob fills the whole budget (one larger than it is not cached
+	// at all: TestBlobLargerThanCacheEvictsNothing).
+	c := openCache(t, t.TempDir(), Options{MaxSize: 2 * size})
 	fetchAll(t, c, u, dSmall, small)
 
 	u.hold(1000)
@@ -127,9 +130,11 @@ func TestNeverEvictsFillInProgress(t *testing.T) {
 	}
 	r.Close()
 	waitFills(t, c)
-	// Once its reader is gone, the over-budget blob is itself evicted.
-	if c.Stats().Size > size {
-		t.Fatalf("size %d over budget %d after readers closed", c.Stats().Size, size)
+	if !c.Has(host, repo, dBig) {
+		t.Fatal("the fill that was in progress during eviction was not committed")
+	}
+	if c.Stats().Size > 2*size {
+		t.Fatalf("size %d over budget %d after readers closed", c.Stats().Size, 2*size)
 	}
 }
 
@@ -289,4 +294,99 @@ func TestEvictionReservesRoomForFills(t *testing.T) {
 	if st := c.Stats(); st.Size != 3*size || st.Evictions != 1 {
 		t.Fatalf("after commit: %+v", st)
 	}
+}
+
+// TestBlobLargerThanCacheEvictsNothing: a blob announced larger than the
+// whole budget cannot be cached; making room for it would empty the cache
+// (and an upstream that lies about Content-Length could do so at will).
+// Fetch refuses it with ErrTooLarge, before any eviction, so the caller can
+// stream it past the cache.
+func TestBlobLargerThanCacheEvictsNothing(t *testing.T) {
+	u := newUpstream(t)
+	const size = 100 << 10
+	var ds []digest.Digest
+	var data [][]byte
+	for range 3 {
+		b := randomBytes(t, size)
+		data = append(data, b)
+		ds = append(ds, u.add(b))
+	}
+	c := openCache(t, t.TempDir(), Options{MaxSize: 3 * size})
+	for i := range 3 {
+		fetchAll(t, c, u, ds[i], data[i])
+	}
+	huge := u.add(randomBytes(t, 4*size))
+	lying := Upstream{Open: func(context.Context) (io.ReadCloser, int64, error) {
+		return io.NopCloser(strings.NewReader("tiny")), 1 << 40, nil
+	}}
+	for _, tc := range []struct {
+		name string
+		d    digest.Digest
+		up   Upstream
+	}{
+		{"real", huge, u.source(repo, huge)},
+		{"lying Content-Length", digest.FromString("tiny"), lying},
+	} {
+		r, err := c.Fetch(context.Background(), host, repo, tc.d, -1, tc.up)
+		if err == nil {
+			r.Close()
+		}
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("%s: Fetch of a blob larger than the cache: %v, want ErrTooLarge", tc.name, err)
+		}
+		waitFills(t, c)
+		if st := c.Stats(); st.Evictions != 0 || st.Size != 3*size {
+			t.Fatalf("%s: the cache was emptied for a blob it could never hold: %+v", tc.name, st)
+		}
+	}
+	for i := range 3 {
+		if !c.Has(host, repo, ds[i]) {
+			t.Fatalf("blob %d evicted", i)
+		}
+	}
+}
+
+// endless is an upstream body that would never end; it stops at 16 MiB
+// so that a cache without the bound fails the test instead of the disk.
+type endless struct{ sent int }
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.sent >= 16<<20 {
+		return 0, io.EOF
+	}
+	clear(p)
+	e.sent += len(p)
+	return len(p), nil
+}
+
+// TestUnannouncedSizeStopsAtBudget: a fill whose size the upstream did not
+// announce is stopped once it outgrows the whole budget (it could never be
+// kept, and an endless body would otherwise fill the disk).
+func TestUnannouncedSizeStopsAtBudget(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, Options{MaxSize: 1 << 20})
+	up := Upstream{Open: func(context.Context) (io.ReadCloser, int64, error) {
+		return io.NopCloser(&endless{}), -1, nil
+	}}
+	done := make(chan error, 1)
+	go func() {
+		// The fill may fail before Fetch has opened the reader (Fetch then
+		// returns the error) or while the reader follows it.
+		r, err := c.Fetch(context.Background(), host, repo, digest.FromString("anything"), -1, up)
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+			r.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("endless fill ended with %v, want ErrTooLarge", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an endless upstream body of unannounced size was never stopped")
+	}
+	waitFills(t, c)
+	assertEmptyDir(t, filepath.Join(dir, "tmp"))
 }

@@ -338,6 +338,12 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		fail(fmt.Errorf("%w: upstream announced %d bytes for %s, expected %d", ErrSizeMismatch, srcSize, f.d, size), false)
 		return
 	}
+	if c.opts.MaxSize > 0 && size > c.opts.MaxSize {
+		// Making room would empty the cache for a blob it can never keep
+		// (and an upstream lying about Content-Length could do it at will).
+		fail(fmt.Errorf("%w: %s is %d bytes, more than the whole cache (%d bytes); it is not cached", ErrTooLarge, f.d, size, c.opts.MaxSize), false)
+		return
+	}
 	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fill-*")
 	if err != nil {
 		fail(fmt.Errorf("cache: create temp file: %w", err), false)
@@ -369,6 +375,12 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 			timer.Reset(idle)
 			if size >= 0 && written+int64(n) > size {
 				copyErr = fmt.Errorf("%w: upstream sent more than %d bytes for %s", ErrSizeMismatch, size, f.d)
+				break
+			}
+			if size < 0 && c.opts.MaxSize > 0 && written+int64(n) > c.opts.MaxSize {
+				// Unannounced size: it can never be kept once past the whole
+				// budget, and an endless body would fill the disk.
+				copyErr = fmt.Errorf("%w: %s from upstream (size not announced) outgrew the whole cache (%d bytes)", ErrTooLarge, f.d, c.opts.MaxSize)
 				break
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {

@@ -156,3 +156,46 @@ func mustWrite(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenDeletesOnlyItsOwnLeftovers: a cache directory that holds other
+// things (proxy.cache.dir set to a home directory, or shared with the ECR
+// token cache) loses none of them when the cache opens: only the cache's own
+// leftovers in tmp/ are removed, not whatever else tmp/ holds.
+func TestOpenDeletesOnlyItsOwnLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	theirs := []string{
+		filepath.Join(dir, "tmp", "notes.txt"),
+		filepath.Join(dir, "tmp", "project", "main.go"),
+		filepath.Join(dir, ".bashrc"),
+		filepath.Join(dir, "ecr", "token.json"),
+		filepath.Join(dir, "repos", "project", "notes.tmp-1"),
+		filepath.Join(dir, "repos", "project", "src", ".swap.tmp-2"),
+	}
+	for _, p := range theirs {
+		mustWrite(t, p, []byte("mine"))
+	}
+	ours := []string{
+		filepath.Join(dir, "tmp", "fill-123"),
+		filepath.Join(dir, "tmp", "put-456"),
+		filepath.Join(dir, "tmp", "evicted-"+digest.FromString("a").Encoded()),
+		filepath.Join(dir, "tmp", "damaged-"+digest.FromString("b").Encoded()),
+	}
+	for _, p := range ours {
+		mustWrite(t, p, []byte("partial"))
+	}
+	c := openCache(t, dir, Options{})
+	for _, p := range theirs {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("opening the cache removed %s: %v", p, err)
+		}
+	}
+	for _, p := range ours {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("the cache's own leftover %s was not removed: %v", p, err)
+		}
+	}
+	// The cache still works there.
+	u := newUpstream(t)
+	data := randomBytes(t, 1000)
+	fetchAll(t, c, u, u.add(data), data)
+}
