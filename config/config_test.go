@@ -169,6 +169,12 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 			[]string{`config.yaml:2: unknown key "lisen" in proxy (did you mean "listen"?)`}},
 		{"unknown key behind an alias", "upstreams:\n  a.example: &u {endpoint: http://127.0.0.1:1}\n  b.example: *u\n  c.example: {endpont: x}\n",
 			[]string{`config.yaml:4: unknown key "endpont" in upstreams."c.example" (did you mean "endpoint"?)`}},
+		{"ecr registry key not an ECR host", "ecr:\n  registries:\n    ghcr.io:\n      profile: ci\n",
+			[]string{`config.yaml:4: "ghcr.io" is not an Amazon ECR registry host (ACCOUNT.dkr.ecr.REGION.amazonaws.com or public.ecr.aws)`}},
+		{"bad role_arn", "ecr:\n  registries:\n    111111111111.dkr.ecr.us-east-1.amazonaws.com:\n      role_arn: arn:aws:iam::111111111111:user/ci\n",
+			[]string{`config.yaml:4: role_arn "arn:aws:iam::111111111111:user/ci" is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)`}},
+		{"relative ecr cache_dir", "ecr:\n  cache_dir: cache\n",
+			[]string{`config.yaml:2: cache_dir "cache" is a relative path, which would put tokens wherever tollgate happens to run: make it absolute`}},
 		{"top level list", "- docker.io\n",
 			[]string{`config.yaml:1: the top level must be a mapping of keys (mode:, allowlist:, proxy:, ...)`}},
 	}

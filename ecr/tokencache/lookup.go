@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spacelift-io/tollgate/config"
@@ -64,19 +63,12 @@ func NormalizeRegistries(in map[string]config.ECRRegistry) (map[string]config.EC
 		if err != nil {
 			return nil, &SettingsError{Host: host, Reason: "not an ECR registry host"}
 		}
-		if s.RoleARN != "" && !looksLikeRoleARN(s.RoleARN) {
+		if s.RoleARN != "" && !config.IsRoleARN(s.RoleARN) {
 			return nil, &SettingsError{Host: host, Reason: fmt.Sprintf("role_arn %q is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)", s.RoleARN)}
 		}
 		out[r.Host] = s
 	}
 	return out, nil
-}
-
-func looksLikeRoleARN(s string) bool {
-	parts := strings.SplitN(s, ":", 6)
-	return len(parts) == 6 && parts[0] == "arn" && strings.HasPrefix(parts[1], "aws") &&
-		parts[2] == "iam" && len(parts[4]) == 12 && strings.Trim(parts[4], "0123456789") == "" &&
-		strings.HasPrefix(parts[5], "role/") && len(parts[5]) > 5
 }
 
 // Lookup answers token requests from the disk cache, without any network
