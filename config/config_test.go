@@ -153,6 +153,8 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 			[]string{`config.yaml:1: expected a list, found str "docker.io"`}},
 		{"section as a list", "proxy:\n  - listen\n",
 			[]string{`config.yaml:2: expected a mapping of keys, found a seq`}},
+		{"mode without a value", "mode:\nallowlist: [docker.io]\n",
+			[]string{`config.yaml:1: mode: has no value; write mode: private or mode: public, or remove the key for the default (private)`}},
 		{"null allowlist", "mode: private\nallowlist:\n",
 			[]string{`config.yaml:2: allowlist: has no entries; list patterns, write allowlist: [] to deny every pull, or remove the key for the default list`}},
 		{"syntax error", "mode: private\nfoo: bar: baz\n",

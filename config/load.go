@@ -86,6 +86,12 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// mode: with no value would silently mean private, the mode that sends
+	// credentials upstream: on a shared pool that is the mistake to stop.
+	if n, exact := lookup(root, "mode"); exact && n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, &Error{File: name, Problems: []Problem{{Line: n.Line,
+			Msg: `mode: has no value; write mode: private or mode: public, or remove the key for the default (private)`}}}
+	}
 	if n, exact := lookup(root, "allowlist"); exact && n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil, &Error{File: name, Problems: []Problem{{Line: n.Line,
 			Msg: "allowlist: has no entries; list patterns, write allowlist: [] to deny every pull, or remove the key for the default list"}}}
