@@ -116,36 +116,45 @@ func pull(ctx context.Context, client *http.Client, base, repo, ref string, para
 }
 
 func getManifest(ctx context.Context, client *http.Client, base, repo, ref, wantDigest string) (*manifest, error) {
+	m, _, _, _, err := fetchManifest(ctx, client, base, repo, ref, wantDigest)
+	return m, err
+}
+
+// fetchManifest GETs repo's manifest ref as an engine asks for it, checks
+// its digest (against wantDigest when given, and against the
+// Docker-Content-Digest header) and returns it parsed, with its bytes, media
+// type and digest.
+func fetchManifest(ctx context.Context, client *http.Client, base, repo, ref, wantDigest string) (m *manifest, body []byte, mediaType, digest string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/manifests/"+ref, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", "", err
 	}
 	req.Header.Set("Accept", manifestAccept)
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return nil, err
+		return nil, nil, "", "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET manifest %s:%s: %s: %.200s", repo, ref, resp.Status, body)
+		return nil, nil, "", "", fmt.Errorf("GET manifest %s:%s: %s: %.200s", repo, ref, resp.Status, body)
 	}
 	sum := sha256.Sum256(body)
-	got := "sha256:" + hex.EncodeToString(sum[:])
-	if wantDigest != "" && got != wantDigest {
-		return nil, fmt.Errorf("manifest %s: got digest %s", wantDigest, got)
+	digest = "sha256:" + hex.EncodeToString(sum[:])
+	if wantDigest != "" && digest != wantDigest {
+		return nil, nil, "", "", fmt.Errorf("manifest %s: got digest %s", wantDigest, digest)
 	}
-	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != got {
-		return nil, fmt.Errorf("manifest %s:%s: header says %s, body is %s", repo, ref, h, got)
+	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != digest {
+		return nil, nil, "", "", fmt.Errorf("manifest %s:%s: header says %s, body is %s", repo, ref, h, digest)
 	}
-	var m manifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s:%s: %w", repo, ref, err)
+	m = new(manifest)
+	if err := json.Unmarshal(body, m); err != nil {
+		return nil, nil, "", "", fmt.Errorf("manifest %s:%s: %w", repo, ref, err)
 	}
-	return &m, nil
+	return m, body, resp.Header.Get("Content-Type"), digest, nil
 }
 
 func getBlob(ctx context.Context, client *http.Client, base, repo string, d descriptor, verify bool) (int64, error) {

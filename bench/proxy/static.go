@@ -29,30 +29,13 @@ type StaticServer struct {
 // serves them on a loopback port.
 func StartStaticServer(ctx context.Context, upstream, repo, tag, dir string) (*StaticServer, error) {
 	client := &http.Client{Timeout: 10 * time.Minute}
-	m, err := getManifest(ctx, client, upstream, repo, tag, "")
+	m, body, mediaType, manifestDigest, err := fetchManifest(ctx, client, upstream, repo, tag, "")
 	if err != nil {
 		return nil, err
 	}
 	if len(m.Manifests) > 0 || m.Config == nil {
 		return nil, fmt.Errorf("%s:%s: the static server takes a single-platform image", repo, tag)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, upstream+"/v2/"+repo+"/manifests/"+tag, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", manifestAccept)
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	mediaType := resp.Header.Get("Content-Type")
-	sum := sha256.Sum256(body)
-	manifestDigest := "sha256:" + hex.EncodeToString(sum[:])
 	for _, d := range append([]descriptor{*m.Config}, m.Layers...) {
 		if err := copyBlob(ctx, client, upstream, repo, d.Digest, filepath.Join(dir, strings.TrimPrefix(d.Digest, "sha256:"))); err != nil {
 			return nil, err
