@@ -94,10 +94,10 @@ type Store struct {
 	// Warnings receives warnings (exposed permissions, a delegated helper that
 	// failed during list); nil means os.Stderr.
 	Warnings io.Writer
-	// Minted, if set, reports registries whose credentials the caller mints
+	// MintedByCaller, if set, reports registries whose credentials the caller mints
 	// itself (ECR hosts for the credential helper): List does not run the
 	// credHelpers entry for them, which could call AWS.
-	Minted func(serverURL string) bool
+	MintedByCaller func(serverURL string) bool
 }
 
 // Path returns the config file's path.
@@ -239,7 +239,7 @@ func (s *Store) List(ctx context.Context) (map[string]string, error) {
 	sort.Strings(hosts)
 	for _, host := range hosts {
 		h := f.CredHelpers[host]
-		if s.isSelf(h) || (s.Minted != nil && s.Minted(host)) {
+		if s.isSelf(h) || (s.MintedByCaller != nil && s.MintedByCaller(host)) {
 			continue
 		}
 		u, _, err := s.helperGet(ctx, h, fmt.Sprintf("credHelpers[%q]", host), host)

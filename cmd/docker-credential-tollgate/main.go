@@ -50,7 +50,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	lookup, lookupErr := cacheLookup()
 	tokens := &cachedTokens{lookup: lookup, err: lookupErr, log: log, stderr: stderr}
 	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
-	logins.Minted = credhelper.IsECR           // list runs no helper (no AWS call) for ECR hosts
+	logins.MintedByCaller = credhelper.IsECR   // list runs no helper (no AWS call) for ECR hosts
 	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: tokens, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
