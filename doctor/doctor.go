@@ -84,23 +84,10 @@ func Run(ctx context.Context, o Options) Report {
 
 	// The config first: the others read it (cache dir, ECR settings).
 	cfgRes, cfg := d.timed("config", "", func(ctx context.Context) (Result, *config.Config) { return checkConfig(o.ConfigPath) })(ctx)
-	var results [][]Result
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	slots := 0
-	add := func(f func(ctx context.Context) []Result) {
-		i := slots
-		slots++
-		results = append(results, nil)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := f(ctx)
-			mu.Lock()
-			results[i] = r
-			mu.Unlock()
-		}()
-	}
+	// The checks are listed first and then run at once, each writing only
+	// its own slot of results.
+	var checks []func(ctx context.Context) []Result
+	add := func(f func(ctx context.Context) []Result) { checks = append(checks, f) }
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "allowlist", "", func(context.Context) Result { return checkAllowlist(cfg) })}
 	})
@@ -123,6 +110,15 @@ func Run(ctx context.Context, o Options) Report {
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "proxy", shownURL(o.ProxyURL), func(ctx context.Context) Result { return checkProxy(ctx, o.HTTPClient, o.ProxyURL) })}
 	})
+	results := make([][]Result, len(checks))
+	var wg sync.WaitGroup
+	for i, f := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = f(ctx)
+		}()
+	}
 	wg.Wait()
 
 	rep := Report{OK: true, Checks: []Result{cfgRes}}
