@@ -211,6 +211,12 @@ func TestWrongSecretRejected(t *testing.T) {
 // SDK's own signer, for tampering tests.
 func signedRequest(t *testing.T, url, service, region, secret string, body []byte) *http.Request {
 	t.Helper()
+	return signedRequestAt(t, url, service, region, secret, body, time.Now())
+}
+
+// signedRequestAt is signedRequest with the signing time (X-Amz-Date) given.
+func signedRequestAt(t *testing.T, url, service, region, secret string, body []byte, at time.Time) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +225,7 @@ func signedRequest(t *testing.T, url, service, region, secret string, body []byt
 	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
 	sum := sha256.Sum256(body)
 	creds := aws.Credentials{AccessKeyID: userKey, SecretAccessKey: secret}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, time.Now()); err != nil {
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, at); err != nil {
 		t.Fatal(err)
 	}
 	return req
@@ -270,6 +276,57 @@ func TestTamperedRequestRejected(t *testing.T) {
 	}
 	if n := s.MintedTokens(); n != 1 {
 		t.Errorf("MintedTokens = %d, want 1", n)
+	}
+}
+
+// AWS refuses a request whose X-Amz-Date is more than 5 minutes from its
+// clock, either way, so a replayed or badly clocked request fails; so must
+// the fake, or tests would accept what AWS rejects.
+func TestStaleOrFutureDateRejected(t *testing.T) {
+	s := fakeaws.Start(t, fakeaws.Options{})
+	s.AddUser(userKey, userSecret, userARN)
+
+	for _, tc := range []struct {
+		name   string
+		offset time.Duration
+		want   string // "" = accepted
+	}{
+		{"4 minutes old", -4 * time.Minute, ""},
+		{"4 minutes ahead", 4 * time.Minute, ""},
+		{"6 minutes old", -6 * time.Minute, "Signature expired"},
+		{"6 minutes ahead", 6 * time.Minute, "Signature not yet current"},
+		{"14 minutes old", -14 * time.Minute, "Signature expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := signedRequestAt(t, s.ECRURL, "ecr", "us-east-1", userSecret, []byte("{}"), time.Now().Add(tc.offset))
+			code, body := doCode(t, req)
+			if tc.want == "" {
+				if code != 200 {
+					t.Errorf("ecr: %d %s, want 200", code, body)
+				}
+				return
+			}
+			if code != 400 || !strings.Contains(body, "InvalidSignatureException") || !strings.Contains(body, tc.want) ||
+				!strings.Contains(body, "5 min.") {
+				t.Errorf("ecr: %d %s, want 400 InvalidSignatureException %q", code, body, tc.want)
+			}
+
+			form := "Action=GetCallerIdentity&Version=2011-06-15"
+			req, _ = http.NewRequest(http.MethodPost, s.STSURL+"/", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+			sum := sha256.Sum256([]byte(form))
+			creds := aws.Credentials{AccessKeyID: userKey, SecretAccessKey: userSecret}
+			if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "sts", "us-east-1", time.Now().Add(tc.offset)); err != nil {
+				t.Fatal(err)
+			}
+			code, body = doCode(t, req)
+			if code != 403 || !strings.Contains(body, "<Code>SignatureDoesNotMatch</Code>") || !strings.Contains(body, tc.want) {
+				t.Errorf("sts: %d %s, want 403 SignatureDoesNotMatch %q", code, body, tc.want)
+			}
+		})
+	}
+	if n := s.MintedTokens(); n != 2 {
+		t.Errorf("MintedTokens = %d, want 2 (only the fresh requests mint)", n)
 	}
 }
 
