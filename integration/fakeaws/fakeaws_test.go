@@ -580,21 +580,36 @@ func TestIMDSv2Rules(t *testing.T) {
 	}
 }
 
+// TestTokenLifetime checks that a token lives exactly TokenLifetime: the
+// expiresAt ECR returns, and CheckToken before and after that instant. The
+// lifetime leaves a loaded machine time to check the fresh token; the
+// expired check waits for the returned expiresAt itself, not a fixed sleep.
 func TestTokenLifetime(t *testing.T) {
-	s := fakeaws.Start(t, fakeaws.Options{TokenLifetime: 500 * time.Millisecond})
+	const lifetime = 2 * time.Second
+	s := fakeaws.Start(t, fakeaws.Options{TokenLifetime: lifetime})
 	s.AddUser(userKey, userSecret, userARN)
+	before := time.Now()
 	out, err := ecrClient(s, staticConfig("us-east-1", userKey, userSecret, "")).GetAuthorizationToken(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
 	pass := decodeToken(t, out.AuthorizationData[0].AuthorizationToken)
-	if until := time.Until(*out.AuthorizationData[0].ExpiresAt); until > time.Second {
-		t.Errorf("token lives %v, want 500ms", until)
+	expires := *out.AuthorizationData[0].ExpiresAt
+	// expiresAt is mint time + lifetime, to the millisecond (it travels as
+	// float epoch seconds, so allow a millisecond either way).
+	if expires.Before(before.Add(lifetime).Add(-time.Millisecond)) || expires.After(after.Add(lifetime).Add(time.Millisecond)) {
+		t.Errorf("expiresAt %v, want %v after the call (made between %v and %v)", expires, lifetime, before, after)
 	}
-	if _, ok := s.CheckToken("AWS", pass); !ok {
-		t.Error("fresh token refused")
+	if m, ok := s.TokenInfo(pass); !ok || m.ExpiresAt.Sub(expires).Abs() > time.Millisecond {
+		t.Errorf("TokenInfo = %+v, %v; want ExpiresAt %v", m, ok, expires)
 	}
-	time.Sleep(600 * time.Millisecond)
+	if time.Now().Before(expires) {
+		if _, ok := s.CheckToken("AWS", pass); !ok && time.Now().Before(expires) {
+			t.Error("fresh token refused")
+		}
+	}
+	time.Sleep(time.Until(expires) + 10*time.Millisecond)
 	if _, ok := s.CheckToken("AWS", pass); ok {
 		t.Error("expired token accepted")
 	}
