@@ -515,6 +515,16 @@ func TestIMDSInstanceRoleCredentialsRotate(t *testing.T) {
 	if apiCode(err) != "UnrecognizedClientException" {
 		t.Errorf("mismatched session token: err = %v", err)
 	}
+	// Nor are temporary keys without their session token, on either protocol.
+	noToken := staticConfig("us-east-1", creds2.AccessKeyID, creds2.SecretAccessKey, "")
+	_, err = ecrClient(s, noToken).GetAuthorizationToken(ctx, nil)
+	if apiCode(err) != "UnrecognizedClientException" {
+		t.Errorf("temporary key without its session token: err = %v", err)
+	}
+	_, err = sts.NewFromConfig(noToken, func(o *sts.Options) { o.BaseEndpoint = aws.String(s.STSURL) }).GetCallerIdentity(ctx, nil)
+	if apiCode(err) != "InvalidClientTokenId" {
+		t.Errorf("sts: temporary key without its session token: err = %v", err)
+	}
 }
 
 func TestIMDSExpiryRotatesAndExpiredCredsRejected(t *testing.T) {
