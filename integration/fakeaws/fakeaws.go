@@ -72,6 +72,8 @@ type Fault struct {
 	// IMDS: 403) naming the caller, as IAM does.
 	Deny bool
 	// Delay holds every answer back this long (or until the client hangs up).
+	// On APIIMDSToken it is what an IMDS hop limit of 1 looks like from a
+	// container: the token PUT is never answered, tokenless GETs get 401.
 	Delay time.Duration
 }
 
