@@ -573,6 +573,51 @@ func TestIMDSv2Rules(t *testing.T) {
 	if code, _ := doCode(t, req); code != http.StatusBadRequest {
 		t.Errorf("PUT token without TTL: %d, want 400", code)
 	}
+	for _, ttl := range []string{"0", "21601", "x"} {
+		req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+		req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", ttl)
+		if code, _ := doCode(t, req); code != http.StatusBadRequest {
+			t.Errorf("PUT token with TTL %q: %d, want 400", ttl, code)
+		}
+	}
+	// A token request that went through a proxy is refused, as IMDS does.
+	req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+	req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "60")
+	req.Header.Set("X-Forwarded-For", "10.0.0.1")
+	if code, _ := doCode(t, req); code != http.StatusForbidden {
+		t.Errorf("PUT token with X-Forwarded-For: %d, want 403", code)
+	}
+	// A token is good for its TTL, which the answer echoes, and no longer;
+	// a token IMDS never issued is refused.
+	req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+	req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "1")
+	asked := time.Now() // the token expires between asked+1s and issued+1s
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(tokenBody) == 0 || resp.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds") != "1" {
+		t.Fatalf("PUT token with TTL 1: %d, TTL header %q, %d bytes", resp.StatusCode, resp.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"), len(tokenBody))
+	}
+	issued := time.Now()
+	getWith := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, s.IMDSURL+"/latest/meta-data/iam/security-credentials/", nil)
+		req.Header.Set("X-Aws-Ec2-Metadata-Token", token)
+		code, _ := doCode(t, req)
+		return code
+	}
+	if code := getWith(string(tokenBody)); code != http.StatusOK && time.Since(asked) < time.Second {
+		t.Errorf("GET with a fresh token: %d, want 200", code)
+	}
+	if code := getWith(string(tokenBody) + "x"); code != http.StatusUnauthorized {
+		t.Errorf("GET with a token IMDS did not issue: %d, want 401", code)
+	}
+	time.Sleep(time.Until(issued.Add(1100 * time.Millisecond)))
+	if code := getWith(string(tokenBody)); code != http.StatusUnauthorized {
+		t.Errorf("GET with a token past its TTL: %d, want 401", code)
+	}
 
 	client := imds.New(imds.Options{Endpoint: s.IMDSURL})
 	region, err := client.GetRegion(context.Background(), nil)
