@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,6 +96,23 @@ func (h *opsHost) noSecretsIn(out string) {
 func (h *opsHost) configPath() string { return filepath.Join(h.cfgDir, "config.json") }
 
 // authsOf reads a docker config's auths.
+// readWithModTime reads a file and the time it was last written through
+// one descriptor, so that a rename replacing the file in between cannot pair
+// one version's content with another's time.
+func readWithModTime(path string) ([]byte, time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := io.ReadAll(f)
+	return data, fi.ModTime(), err
+}
+
 func opsAuthsOf(t *testing.T, data []byte) map[string]map[string]any {
 	t.Helper()
 	var c struct {
@@ -295,7 +313,7 @@ func TestRefreshLoopRefreshesBeforeExpiry(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(seen) < 3 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		data, err := os.ReadFile(h.configPath())
+		data, written, err := readWithModTime(h.configPath())
 		if err != nil {
 			continue
 		}
@@ -311,9 +329,11 @@ func TestRefreshLoopRefreshesBeforeExpiry(t *testing.T) {
 			t.Fatal("file holds a token the fake did not mint")
 		}
 		if len(seen) > 0 {
+			// When the file was written, not when this loop looked: a
+			// loaded machine may wake the loop late.
 			prev, _ := h.aws.TokenInfo(seen[len(seen)-1])
-			if !time.Now().Before(prev.ExpiresAt) {
-				t.Errorf("token %d was replaced after it expired (expired %v, replaced by %v)", len(seen), prev.ExpiresAt, time.Now())
+			if !written.Before(prev.ExpiresAt) {
+				t.Errorf("token %d was replaced after it expired (expired %v, file written %v)", len(seen), prev.ExpiresAt, written)
 			}
 		}
 		if !time.Now().Before(info.ExpiresAt) {

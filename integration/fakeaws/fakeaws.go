@@ -51,7 +51,8 @@ type Options struct {
 	// EnvRegion, when set, is exported as AWS_REGION by Env. Leave it empty
 	// to check that the code under test takes the region from elsewhere.
 	EnvRegion string
-	// MaxSkew is the clock skew allowed on X-Amz-Date (default 15m, as AWS).
+	// MaxSkew is how far X-Amz-Date may be from the server's clock, either
+	// way (default 5m, as AWS: "Signature expired: ... (... - 5 min.)").
 	MaxSkew time.Duration
 }
 
@@ -71,6 +72,8 @@ type Fault struct {
 	// IMDS: 403) naming the caller, as IAM does.
 	Deny bool
 	// Delay holds every answer back this long (or until the client hangs up).
+	// On APIIMDSToken it is what an IMDS hop limit of 1 looks like from a
+	// container: the token PUT is never answered, tokenless GETs get 401.
 	Delay time.Duration
 }
 
@@ -133,7 +136,7 @@ func New(opts Options) (*Server, error) {
 		opts.InstanceID = "i-0123456789abcdef0"
 	}
 	if opts.MaxSkew <= 0 {
-		opts.MaxSkew = 15 * time.Minute
+		opts.MaxSkew = 5 * time.Minute
 	}
 	dir, err := os.MkdirTemp("", "fakeaws-")
 	if err != nil {

@@ -211,6 +211,12 @@ func TestWrongSecretRejected(t *testing.T) {
 // SDK's own signer, for tampering tests.
 func signedRequest(t *testing.T, url, service, region, secret string, body []byte) *http.Request {
 	t.Helper()
+	return signedRequestAt(t, url, service, region, secret, body, time.Now())
+}
+
+// signedRequestAt is signedRequest with the signing time (X-Amz-Date) given.
+func signedRequestAt(t *testing.T, url, service, region, secret string, body []byte, at time.Time) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +225,7 @@ func signedRequest(t *testing.T, url, service, region, secret string, body []byt
 	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
 	sum := sha256.Sum256(body)
 	creds := aws.Credentials{AccessKeyID: userKey, SecretAccessKey: secret}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, time.Now()); err != nil {
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, at); err != nil {
 		t.Fatal(err)
 	}
 	return req
@@ -270,6 +276,57 @@ func TestTamperedRequestRejected(t *testing.T) {
 	}
 	if n := s.MintedTokens(); n != 1 {
 		t.Errorf("MintedTokens = %d, want 1", n)
+	}
+}
+
+// AWS refuses a request whose X-Amz-Date is more than 5 minutes from its
+// clock, either way, so a replayed or badly clocked request fails; so must
+// the fake, or tests would accept what AWS rejects.
+func TestStaleOrFutureDateRejected(t *testing.T) {
+	s := fakeaws.Start(t, fakeaws.Options{})
+	s.AddUser(userKey, userSecret, userARN)
+
+	for _, tc := range []struct {
+		name   string
+		offset time.Duration
+		want   string // "" = accepted
+	}{
+		{"4 minutes old", -4 * time.Minute, ""},
+		{"4 minutes ahead", 4 * time.Minute, ""},
+		{"6 minutes old", -6 * time.Minute, "Signature expired"},
+		{"6 minutes ahead", 6 * time.Minute, "Signature not yet current"},
+		{"14 minutes old", -14 * time.Minute, "Signature expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := signedRequestAt(t, s.ECRURL, "ecr", "us-east-1", userSecret, []byte("{}"), time.Now().Add(tc.offset))
+			code, body := doCode(t, req)
+			if tc.want == "" {
+				if code != 200 {
+					t.Errorf("ecr: %d %s, want 200", code, body)
+				}
+				return
+			}
+			if code != 400 || !strings.Contains(body, "InvalidSignatureException") || !strings.Contains(body, tc.want) ||
+				!strings.Contains(body, "5 min.") {
+				t.Errorf("ecr: %d %s, want 400 InvalidSignatureException %q", code, body, tc.want)
+			}
+
+			form := "Action=GetCallerIdentity&Version=2011-06-15"
+			req, _ = http.NewRequest(http.MethodPost, s.STSURL+"/", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+			sum := sha256.Sum256([]byte(form))
+			creds := aws.Credentials{AccessKeyID: userKey, SecretAccessKey: userSecret}
+			if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "sts", "us-east-1", time.Now().Add(tc.offset)); err != nil {
+				t.Fatal(err)
+			}
+			code, body = doCode(t, req)
+			if code != 403 || !strings.Contains(body, "<Code>SignatureDoesNotMatch</Code>") || !strings.Contains(body, tc.want) {
+				t.Errorf("sts: %d %s, want 403 SignatureDoesNotMatch %q", code, body, tc.want)
+			}
+		})
+	}
+	if n := s.MintedTokens(); n != 2 {
+		t.Errorf("MintedTokens = %d, want 2 (only the fresh requests mint)", n)
 	}
 }
 
@@ -458,6 +515,16 @@ func TestIMDSInstanceRoleCredentialsRotate(t *testing.T) {
 	if apiCode(err) != "UnrecognizedClientException" {
 		t.Errorf("mismatched session token: err = %v", err)
 	}
+	// Nor are temporary keys without their session token, on either protocol.
+	noToken := staticConfig("us-east-1", creds2.AccessKeyID, creds2.SecretAccessKey, "")
+	_, err = ecrClient(s, noToken).GetAuthorizationToken(ctx, nil)
+	if apiCode(err) != "UnrecognizedClientException" {
+		t.Errorf("temporary key without its session token: err = %v", err)
+	}
+	_, err = sts.NewFromConfig(noToken, func(o *sts.Options) { o.BaseEndpoint = aws.String(s.STSURL) }).GetCallerIdentity(ctx, nil)
+	if apiCode(err) != "InvalidClientTokenId" {
+		t.Errorf("sts: temporary key without its session token: err = %v", err)
+	}
 }
 
 func TestIMDSExpiryRotatesAndExpiredCredsRejected(t *testing.T) {
@@ -506,6 +573,51 @@ func TestIMDSv2Rules(t *testing.T) {
 	if code, _ := doCode(t, req); code != http.StatusBadRequest {
 		t.Errorf("PUT token without TTL: %d, want 400", code)
 	}
+	for _, ttl := range []string{"0", "21601", "x"} {
+		req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+		req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", ttl)
+		if code, _ := doCode(t, req); code != http.StatusBadRequest {
+			t.Errorf("PUT token with TTL %q: %d, want 400", ttl, code)
+		}
+	}
+	// A token request that went through a proxy is refused, as IMDS does.
+	req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+	req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "60")
+	req.Header.Set("X-Forwarded-For", "10.0.0.1")
+	if code, _ := doCode(t, req); code != http.StatusForbidden {
+		t.Errorf("PUT token with X-Forwarded-For: %d, want 403", code)
+	}
+	// A token is good for its TTL, which the answer echoes, and no longer;
+	// a token IMDS never issued is refused.
+	req, _ = http.NewRequest(http.MethodPut, s.IMDSURL+"/latest/api/token", nil)
+	req.Header.Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "1")
+	asked := time.Now() // the token expires between asked+1s and issued+1s
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(tokenBody) == 0 || resp.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds") != "1" {
+		t.Fatalf("PUT token with TTL 1: %d, TTL header %q, %d bytes", resp.StatusCode, resp.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"), len(tokenBody))
+	}
+	issued := time.Now()
+	getWith := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, s.IMDSURL+"/latest/meta-data/iam/security-credentials/", nil)
+		req.Header.Set("X-Aws-Ec2-Metadata-Token", token)
+		code, _ := doCode(t, req)
+		return code
+	}
+	if code := getWith(string(tokenBody)); code != http.StatusOK && time.Since(asked) < time.Second {
+		t.Errorf("GET with a fresh token: %d, want 200", code)
+	}
+	if code := getWith(string(tokenBody) + "x"); code != http.StatusUnauthorized {
+		t.Errorf("GET with a token IMDS did not issue: %d, want 401", code)
+	}
+	time.Sleep(time.Until(issued.Add(1100 * time.Millisecond)))
+	if code := getWith(string(tokenBody)); code != http.StatusUnauthorized {
+		t.Errorf("GET with a token past its TTL: %d, want 401", code)
+	}
 
 	client := imds.New(imds.Options{Endpoint: s.IMDSURL})
 	region, err := client.GetRegion(context.Background(), nil)
@@ -523,21 +635,36 @@ func TestIMDSv2Rules(t *testing.T) {
 	}
 }
 
+// TestTokenLifetime checks that a token lives exactly TokenLifetime: the
+// expiresAt ECR returns, and CheckToken before and after that instant. The
+// lifetime leaves a loaded machine time to check the fresh token; the
+// expired check waits for the returned expiresAt itself, not a fixed sleep.
 func TestTokenLifetime(t *testing.T) {
-	s := fakeaws.Start(t, fakeaws.Options{TokenLifetime: 500 * time.Millisecond})
+	const lifetime = 2 * time.Second
+	s := fakeaws.Start(t, fakeaws.Options{TokenLifetime: lifetime})
 	s.AddUser(userKey, userSecret, userARN)
+	before := time.Now()
 	out, err := ecrClient(s, staticConfig("us-east-1", userKey, userSecret, "")).GetAuthorizationToken(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
 	pass := decodeToken(t, out.AuthorizationData[0].AuthorizationToken)
-	if until := time.Until(*out.AuthorizationData[0].ExpiresAt); until > time.Second {
-		t.Errorf("token lives %v, want 500ms", until)
+	expires := *out.AuthorizationData[0].ExpiresAt
+	// expiresAt is mint time + lifetime, to the millisecond (it travels as
+	// float epoch seconds, so allow a millisecond either way).
+	if expires.Before(before.Add(lifetime).Add(-time.Millisecond)) || expires.After(after.Add(lifetime).Add(time.Millisecond)) {
+		t.Errorf("expiresAt %v, want %v after the call (made between %v and %v)", expires, lifetime, before, after)
 	}
-	if _, ok := s.CheckToken("AWS", pass); !ok {
-		t.Error("fresh token refused")
+	if m, ok := s.TokenInfo(pass); !ok || m.ExpiresAt.Sub(expires).Abs() > time.Millisecond {
+		t.Errorf("TokenInfo = %+v, %v; want ExpiresAt %v", m, ok, expires)
 	}
-	time.Sleep(600 * time.Millisecond)
+	if time.Now().Before(expires) {
+		if _, ok := s.CheckToken("AWS", pass); !ok && time.Now().Before(expires) {
+			t.Error("fresh token refused")
+		}
+	}
+	time.Sleep(time.Until(expires) + 10*time.Millisecond)
 	if _, ok := s.CheckToken("AWS", pass); ok {
 		t.Error("expired token accepted")
 	}

@@ -113,8 +113,15 @@ func (s *Server) verify(r *http.Request, body []byte, svc *service) (*credential
 	if !strings.HasPrefix(amzDate, h.date) || len(h.date) != 8 {
 		return nil, &authError{authBadSignature, "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP."}
 	}
-	if skew := time.Since(t); skew > s.opts.MaxSkew || -skew > s.opts.MaxSkew {
-		return nil, &authError{authBadSignature, fmt.Sprintf("Signature expired: %s is now earlier than %s.", amzDate, time.Now().UTC().Add(-s.opts.MaxSkew).Format(amzDateFormat))}
+	// AWS's own wording, e.g. "Signature expired: 20260101T000000Z is now
+	// earlier than 20260101T000100Z (20260101T000600Z - 5 min.)".
+	now := time.Now().UTC()
+	if skew := now.Sub(t); skew > s.opts.MaxSkew {
+		return nil, &authError{authBadSignature, fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - %s.)",
+			amzDate, now.Add(-s.opts.MaxSkew).Format(amzDateFormat), now.Format(amzDateFormat), skewText(s.opts.MaxSkew))}
+	} else if -skew > s.opts.MaxSkew {
+		return nil, &authError{authBadSignature, fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + %s.)",
+			amzDate, now.Add(s.opts.MaxSkew).Format(amzDateFormat), now.Format(amzDateFormat), skewText(s.opts.MaxSkew))}
 	}
 	signed := map[string]bool{}
 	for _, name := range h.signedHeaders {
@@ -150,6 +157,14 @@ func (s *Server) verify(r *http.Request, body []byte, svc *service) (*credential
 		return nil, &authError{authExpired, "The security token included in the request is expired"}
 	}
 	return &cc, nil
+}
+
+// skewText renders the allowed skew as AWS does in its messages ("5 min").
+func skewText(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	}
+	return d.String()
 }
 
 func hmacSHA256(key []byte, data string) []byte {

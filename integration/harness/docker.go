@@ -26,8 +26,10 @@ type DockerOptions struct {
 }
 
 // Docker is a dockerd on a private socket with vfs storage and no bridge or
-// iptables, so it runs inside a container. Plain-http registries on
-// 127.0.0.0/8 work: Docker treats loopback registries as insecure.
+// iptables, so it runs inside a container, and with a resolver on loopback
+// (ResolvConf) so its DNS lookups never leave the machine. Plain-http
+// registries on 127.0.0.0/8 work: Docker treats loopback registries as
+// insecure.
 type Docker struct {
 	// Host is the DOCKER_HOST value: unix:///.../docker.sock.
 	Host       string
@@ -35,15 +37,22 @@ type Docker struct {
 	DataRoot   string
 	Containerd *Containerd
 	Process    *Process
+	// ResolvConf is the resolv.conf dockerd sees as /etc/resolv.conf: a
+	// nameserver on loopback where nothing listens.
+	ResolvConf string
 	clientEnv  []string
 }
+
+// loopbackResolvConf sends DNS queries to a loopback address where nothing
+// listens, so that every lookup fails at once without leaving the machine.
+const loopbackResolvConf = "nameserver 127.255.255.254\noptions timeout:1 attempts:1\n"
 
 // StartDocker starts dockerd as root and waits until `docker version`
 // reaches it. It skips the test when not root.
 func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	t.Helper()
 	RequireRoot(t, "dockerd")
-	RequireCommands(t, "dockerd", "docker")
+	RequireCommands(t, "dockerd", "docker", "unshare", "mount")
 	ctrd := opts.Containerd
 	if ctrd == nil {
 		ctrd = StartContainerd(t)
@@ -76,7 +85,17 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	if err := os.WriteFile(daemonJSON, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dockerd",
+	d.ResolvConf = filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(d.ResolvConf, []byte(loopbackResolvConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// dockerd looks registry names up itself, whatever its proxy settings:
+	// docker.io when it pulls through a mirror, any other registry host to
+	// see whether it is insecure. So it runs in a private mount namespace
+	// whose /etc/resolv.conf is ResolvConf, and no query leaves loopback.
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--",
+		"sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, d.ResolvConf,
+		"dockerd",
 		"--config-file", daemonJSON,
 		"--storage-driver", "vfs",
 		"--bridge", "none",

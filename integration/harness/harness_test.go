@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -254,4 +255,38 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	RemoveBinaries()
 	os.Exit(code)
+}
+
+// TestDockerResolvesOnLoopbackOnly: dockerd looks registry names up
+// itself, whatever its proxy settings (docker.io when it pulls through a
+// mirror, any other registry host to decide whether it is insecure), so
+// the harness must give it a resolver on loopback or those queries leave
+// the machine. Its /etc/resolv.conf, seen from its own mount namespace, must
+// be the harness's and name only loopback servers.
+func TestDockerResolvesOnLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	d := StartDocker(t, DockerOptions{})
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/resolv.conf", d.Process.Cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(d.ResolvConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != string(want) {
+		t.Fatalf("dockerd resolves with\n%s\nnot the harness's loopback-only resolv.conf\n%s", b, want)
+	}
+	servers := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			servers++
+			if ip := net.ParseIP(f[1]); ip == nil || !ip.IsLoopback() {
+				t.Errorf("dockerd's resolver %s is not on loopback", f[1])
+			}
+		}
+	}
+	if servers == 0 {
+		t.Error("dockerd's resolv.conf names no nameserver")
+	}
 }

@@ -19,9 +19,10 @@ type Relay struct {
 	ln      net.Listener
 	wg      sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	bytes int64
+	mu     sync.Mutex
+	closed bool // set by Close: connections accepted from then on are cut at once
+	conns  map[net.Conn]struct{}
+	bytes  int64
 }
 
 // StartRelay listens on a free loopback port and forwards every connection
@@ -67,6 +68,7 @@ func (r *Relay) Bytes() int64 {
 func (r *Relay) Close() error {
 	err := r.ln.Close()
 	r.mu.Lock()
+	r.closed = true
 	for c := range r.conns {
 		c.Close()
 	}
@@ -90,24 +92,39 @@ func (r *Relay) serve() {
 	}
 }
 
-func (r *Relay) track(c net.Conn, add bool) {
+// track adds c to the connections Close cuts, or removes it. Adding fails
+// (and closes c) once Close has run, so that a connection accepted while
+// Close was cutting the others cannot outlive it.
+func (r *Relay) track(c net.Conn, add bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if add {
-		r.conns[c] = struct{}{}
-	} else {
+	if !add {
 		delete(r.conns, c)
+		return true
 	}
+	if r.closed {
+		c.Close()
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
 }
 
 func (r *Relay) handle(client net.Conn) {
+	if !r.track(client, true) {
+		return
+	}
 	upstream, err := net.Dial("tcp", r.target)
 	if err != nil {
 		client.Close()
+		r.track(client, false)
 		return
 	}
-	r.track(client, true)
-	r.track(upstream, true)
+	if !r.track(upstream, true) {
+		client.Close()
+		r.track(client, false)
+		return
+	}
 	defer func() {
 		client.Close()
 		upstream.Close()

@@ -48,3 +48,51 @@ func TestRelayCapsThroughput(t *testing.T) {
 	}
 	t.Logf("16 MiB through a 64 MiB/s relay: %s (ideal %s)", elapsed, want)
 }
+
+// TestRelayCloseCutsConnectionsBeingAccepted closes the relay while a
+// connection is still being set up (accepted, upstream being dialled): Close
+// must cut it too and return, not wait for a client that never hangs up.
+func TestRelayCloseCutsConnectionsBeingAccepted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an upstream that accepts and then says nothing
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		r, err := NewRelay(ln.Addr().String(), 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", r.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- r.Close() }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close still waits for an idle client after 10s", i)
+		}
+		// The relay's side is gone: the client reads EOF (or a reset), never data.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("round %d: connection still open after Close: read %d, %v", i, n, err)
+		}
+		c.Close()
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
