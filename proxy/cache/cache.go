@@ -67,6 +67,11 @@ type Options struct {
 	// Shared is an optional second tier consulted on a local miss and
 	// filled in the background after a verified local fill. See SharedTier.
 	Shared SharedTier
+	// SharedTimeout bounds each look-up in the shared tier (Stat, Open);
+	// past it the fill goes to the upstream instead, so a tier that is down
+	// or hangs (an NFS server gone away) never holds a pull. Default 5
+	// seconds.
+	SharedTimeout time.Duration
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -130,6 +135,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	if opts.FillIdleTimeout <= 0 {
 		opts.FillIdleTimeout = time.Minute
+	}
+	if opts.SharedTimeout <= 0 {
+		opts.SharedTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -320,7 +320,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		c.log.Warn("cache: fill failed, nothing cached", "digest", f.d, "error", err)
 	}
 
-	src, srcSize, fromShared, err := c.openSource(ctx, f, up)
+	src, srcSize, fromShared, err := c.openSource(ctx, f, up, func() { timer.Reset(idle) })
 	if err != nil {
 		fail(err, false)
 		return
@@ -478,25 +478,101 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 }
 
 // openSource opens the shared tier's copy if there is one (after
-// up.Check), else the upstream.
-func (c *Cache) openSource(ctx context.Context, f *fill, up Upstream) (io.ReadCloser, int64, bool, error) {
-	if c.opts.Shared != nil {
-		if n, err := c.opts.Shared.Stat(ctx, f.d); err == nil {
+// up.Check), else the upstream. Each shared-tier call is bounded by
+// Options.SharedTimeout: a tier that fails or does not answer in time sends
+// the fill upstream (and restarts its idle timer, which waiting for the tier
+// must not use up).
+func (c *Cache) openSource(ctx context.Context, f *fill, up Upstream, resetIdle func()) (io.ReadCloser, int64, bool, error) {
+	if sh := c.opts.Shared; sh != nil {
+		n, err := c.statShared(ctx, f.d)
+		switch {
+		case err == nil:
 			if err := up.check(ctx); err != nil {
 				return nil, 0, false, err
 			}
-			rc, err := c.opts.Shared.Open(ctx, f.d)
+			rc, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (io.ReadCloser, error) {
+				return sh.Open(ctx, f.d)
+			}, func(rc io.ReadCloser) { _ = rc.Close() })
 			if err == nil {
 				c.stats.sharedHits.Add(1)
-				return rc, n, true, nil
+				return &cancelOnClose{ReadCloser: rc, cancel: cancel}, n, true, nil
 			}
 			c.log.Warn("cache: shared tier read failed, going upstream", "digest", f.d, "error", err)
-		} else if !errors.Is(err, ErrNotFound) {
+		case !errors.Is(err, ErrNotFound):
 			c.log.Warn("cache: shared tier unavailable, going upstream", "digest", f.d, "error", err)
 		}
+		resetIdle()
 	}
 	rc, n, err := up.Open(ctx)
 	return rc, n, false, err
+}
+
+// statShared is SharedTier.Stat bounded by Options.SharedTimeout.
+func (c *Cache) statShared(ctx context.Context, d digest.Digest) (int64, error) {
+	n, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (int64, error) {
+		return c.opts.Shared.Stat(ctx, d)
+	}, nil)
+	if err == nil {
+		cancel()
+	}
+	return n, err
+}
+
+// errSharedTimeout: the shared tier did not answer within SharedTimeout.
+var errSharedTimeout = errors.New("shared tier did not answer in time")
+
+// sharedCall runs call for at most timeout (or until ctx ends). A tier that
+// hangs in the kernel (a hard NFS mount whose server is gone) ignores its
+// context, so call runs in a goroutine of its own that is left behind on
+// timeout; late, if not nil, receives what it returns after all, to release
+// it. On success the caller owns the returned cancel (the context call ran
+// with, which a reader it opened may still need).
+func sharedCall[T any](ctx context.Context, timeout time.Duration, call func(context.Context) (T, error), late func(T)) (T, context.CancelFunc, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := call(cctx)
+		ch <- result{v, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			cancel()
+			return r.v, nil, r.err
+		}
+		return r.v, cancel, nil
+	case <-t.C:
+		err = fmt.Errorf("%w (%s)", errSharedTimeout, timeout)
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	cancel()
+	go func() {
+		if r := <-ch; r.err == nil && late != nil {
+			late(r.v)
+		}
+	}()
+	var zero T
+	return zero, nil, err
+}
+
+// cancelOnClose releases the context a shared-tier reader was opened with.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (r *cancelOnClose) Close() error {
+	err := r.ReadCloser.Close()
+	r.cancel()
+	return err
 }
 
 // commitFile renames a verified, synced temp file into place and syncs the

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/opencontainers/go-digest"
@@ -33,8 +34,13 @@ func (c *Cache) uploadShared(d digest.Digest, size int64) {
 	go func() {
 		defer c.fillWG.Done()
 		ctx := c.ctx
-		if _, err := c.opts.Shared.Stat(ctx, d); err == nil {
+		if _, err := c.statShared(ctx, d); err == nil {
 			return // another host uploaded it already
+		} else if !errors.Is(err, ErrNotFound) {
+			// Down or hanging: an upload would only wait on it too.
+			c.stats.sharedErrors.Add(1)
+			c.log.Warn("cache: shared tier unavailable, not uploading", "digest", d, "error", err)
+			return
 		}
 		c.mu.Lock()
 		e := c.entries[d]

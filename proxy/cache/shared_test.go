@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -94,5 +95,70 @@ func TestSharedTier(t *testing.T) {
 	waitFills(t, hostC) // re-uploads a good copy
 	if n, err := tier.Stat(context.Background(), d); err != nil || n != int64(len(data)) {
 		t.Fatalf("shared copy not restored: %d %v", n, err)
+	}
+}
+
+// hungTier is a real shared tier (distribution's filesystem driver) whose
+// Stat or Open hangs, as on an NFS mount whose server went away: the call
+// blocks in the kernel and ignores its context. It returns when the test
+// ends.
+type hungTier struct {
+	SharedTier
+	hang  string // "stat" or "open"
+	until chan struct{}
+}
+
+func (h *hungTier) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	if h.hang == "stat" {
+		<-h.until
+	}
+	return h.SharedTier.Stat(ctx, d)
+}
+
+func (h *hungTier) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	if h.hang == "open" {
+		<-h.until
+	}
+	return h.SharedTier.Open(ctx, d)
+}
+
+// TestHungSharedTierGoesUpstream: a shared tier that is down or hangs must
+// send the fill to the upstream after Options.SharedTimeout, not hold it
+// until the fill's idle timeout fails the client's pull.
+func TestHungSharedTierGoesUpstream(t *testing.T) {
+	for _, hang := range []string{"stat", "open"} {
+		t.Run(hang, func(t *testing.T) {
+			u := newUpstream(t)
+			data := randomBytes(t, 256<<10)
+			d := u.add(data)
+			sharedDir := t.TempDir()
+			tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": sharedDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The tier has the blob, so only a hang keeps the fill from it.
+			if err := tier.Put(context.Background(), d, int64(len(data)), bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			until := make(chan struct{})
+			hung := &hungTier{SharedTier: tier, hang: hang, until: until}
+			c := openCache(t, t.TempDir(), Options{Shared: hung, SharedTimeout: 100 * time.Millisecond, FillIdleTimeout: 2 * time.Second})
+			t.Cleanup(func() { close(until) }) // runs before the cache's Close
+			r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
+			if err != nil {
+				t.Fatalf("fetch with a hung shared tier: %v", err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read with a hung shared tier: %v", err)
+			}
+			if u.gets.Load() != 1 {
+				t.Fatalf("upstream GETs = %d, want 1", u.gets.Load())
+			}
+			if st := c.Stats(); st.SharedHits != 0 || st.BytesFromUpstream != int64(len(data)) {
+				t.Fatalf("stats %+v", st)
+			}
+		})
 	}
 }
