@@ -175,6 +175,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.evict()
+	if opts.Shared != nil {
+		c.sweepShared()
+	}
 	return c, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -25,6 +26,32 @@ type SharedTier interface {
 	// Delete removes d; the cache calls it when a copy fails verification,
 	// so the next fill goes upstream instead of failing again.
 	Delete(ctx context.Context, d digest.Digest) error
+}
+
+// staleUploadRemover is a SharedTier that can remove the partial uploads of
+// hosts that died mid-upload (DriverTier).
+type staleUploadRemover interface {
+	RemoveStaleUploads(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// sweepShared removes stale partial uploads from the shared tier, in the
+// background (a listing of an object store can take a while). It is not
+// waited for by Close: it holds nothing of the local cache, and a tier that
+// hangs in the kernel must not hold the proxy's shutdown.
+func (c *Cache) sweepShared() {
+	r, ok := c.opts.Shared.(staleUploadRemover)
+	if !ok {
+		return
+	}
+	go func() {
+		n, err := r.RemoveStaleUploads(c.ctx, StaleUploadAge)
+		if err != nil {
+			c.log.Warn("cache: removing stale uploads from the shared tier", "error", err)
+		}
+		if n > 0 {
+			c.log.Info("cache: removed partial uploads of hosts that died mid-upload from the shared tier", "count", n)
+		}
+	}()
 }
 
 // uploadShared copies committed blob d to the shared tier in the background.

@@ -1,12 +1,16 @@
 package cache
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,5 +164,115 @@ func TestHungSharedTierGoesUpstream(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// TestHelperUploadProcess is not a test: TestKill9MidUploadLeavesNoLitter
+// runs the test binary as a child that uploads half a blob to a shared tier
+// and then waits to be killed.
+func TestHelperUploadProcess(t *testing.T) {
+	root := os.Getenv("CACHE_HELPER_SHARED")
+	if root == "" {
+		t.Skip("helper process for TestKill9MidUploadLeavesNoLitter")
+	}
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": root})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(make([]byte, 512<<10))
+		fmt.Println("HALF-UPLOADED")
+		select {} // the rest never comes: the parent kills us
+	}()
+	_ = tier.Put(context.Background(), digest.FromString("never"), 1<<20, pr)
+	os.Exit(3)
+}
+
+// TestKill9MidUploadLeavesNoLitter: a host killed in the middle of an upload
+// to the shared tier leaves a partial object under uploads/. It never shows
+// under a digest's name, and opening a cache on the tier removes it once it
+// is old enough not to be another host's upload in progress.
+func TestKill9MidUploadLeavesNoLitter(t *testing.T) {
+	sharedDir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperUploadProcess$")
+	cmd.Env = append(os.Environ(), "CACHE_HELPER_SHARED="+sharedDir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if s.Text() == "HALF-UPLOADED" {
+				line <- s.Text()
+				return
+			}
+		}
+		close(line)
+	}()
+	select {
+	case l, ok := <-line:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("upload helper ended without uploading: %v", l)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("upload helper never started")
+	}
+	uploads := filepath.Join(sharedDir, "tollgate", "uploads")
+	// The bytes written before the kill are in the upload's file.
+	var partial string
+	deadline := time.Now().Add(10 * time.Second)
+	for partial == "" {
+		if ents, _ := os.ReadDir(uploads); len(ents) == 1 {
+			if fi, err := ents[0].Info(); err == nil && fi.Size() > 0 {
+				partial = filepath.Join(uploads, ents[0].Name())
+			}
+		}
+		if partial == "" && time.Now().After(deadline) {
+			t.Fatalf("no partial upload in %s", uploads)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	// Another host's upload in progress right now: recent, so it stays.
+	inProgress := filepath.Join(uploads, "0123456789abcdef01234567")
+	mustWrite(t, inProgress, []byte("uploading"))
+	// The killed host's leftover, as found a day later.
+	old := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(partial, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": sharedDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.Stat(context.Background(), digest.FromString("never")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("partial upload visible under its digest: %v", err)
+	}
+	openCache(t, t.TempDir(), Options{Shared: tier})
+	// The sweep runs in the background.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(partial); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partial upload of a killed host left in the shared tier")
+		}
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Errorf("another host's upload in progress was removed: %v", err)
 	}
 }
