@@ -320,7 +320,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		c.log.Warn("cache: fill failed, nothing cached", "digest", f.d, "error", err)
 	}
 
-	src, srcSize, fromShared, err := c.openSource(ctx, f, up, func() { timer.Reset(idle) })
+	src, srcSize, fromShared, err := c.openSource(ctx, f, size, up, func() { timer.Reset(idle) })
 	if err != nil {
 		fail(err, false)
 		return
@@ -332,10 +332,14 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	stopClose := context.AfterFunc(ctx, closeSrc)
 	defer stopClose()
 
+	source := "upstream"
+	if fromShared {
+		source = "shared tier"
+	}
 	if size < 0 {
 		size = srcSize
 	} else if srcSize >= 0 && srcSize != size {
-		fail(fmt.Errorf("%w: upstream announced %d bytes for %s, expected %d", ErrSizeMismatch, srcSize, f.d, size), false)
+		fail(fmt.Errorf("%w: %s announced %d bytes for %s, expected %d", ErrSizeMismatch, source, srcSize, f.d, size), false)
 		return
 	}
 	if c.opts.MaxSize > 0 && size > c.opts.MaxSize {
@@ -374,7 +378,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		if n > 0 {
 			timer.Reset(idle)
 			if size >= 0 && written+int64(n) > size {
-				copyErr = fmt.Errorf("%w: upstream sent more than %d bytes for %s", ErrSizeMismatch, size, f.d)
+				copyErr = fmt.Errorf("%w: %s sent more than %d bytes for %s", ErrSizeMismatch, source, size, f.d)
 				break
 			}
 			if size < 0 && c.opts.MaxSize > 0 && written+int64(n) > c.opts.MaxSize {
@@ -401,7 +405,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 			break
 		}
 		if rerr != nil {
-			copyErr = fmt.Errorf("cache: read %s from upstream after %d bytes: %w", f.d, written, rerr)
+			copyErr = fmt.Errorf("cache: read %s from %s after %d bytes: %w", f.d, source, written, rerr)
 			break
 		}
 	}
@@ -409,11 +413,11 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		copyErr = ctx.Err()
 	}
 	if copyErr == nil && size >= 0 && written != size {
-		copyErr = fmt.Errorf("%w: upstream sent %d of %d bytes for %s", ErrSizeMismatch, written, size, f.d)
+		copyErr = fmt.Errorf("%w: %s sent %d of %d bytes for %s", ErrSizeMismatch, source, written, size, f.d)
 	}
 	if copyErr == nil {
 		if got := digest.NewDigest(f.d.Algorithm(), h); got != f.d {
-			copyErr = fmt.Errorf("%w: upstream content for %s hashes to %s", ErrDigestMismatch, f.d, got)
+			copyErr = fmt.Errorf("%w: %s content for %s hashes to %s", ErrDigestMismatch, source, f.d, got)
 		}
 	}
 	if copyErr == nil {
@@ -482,10 +486,22 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 // Options.SharedTimeout: a tier that fails or does not answer in time sends
 // the fill upstream (and restarts its idle timer, which waiting for the tier
 // must not use up).
-func (c *Cache) openSource(ctx context.Context, f *fill, up Upstream, resetIdle func()) (io.ReadCloser, int64, bool, error) {
+func (c *Cache) openSource(ctx context.Context, f *fill, size int64, up Upstream, resetIdle func()) (io.ReadCloser, int64, bool, error) {
 	if sh := c.opts.Shared; sh != nil {
 		n, err := c.statShared(ctx, f.d)
 		switch {
+		case err == nil && size >= 0 && n != size:
+			// Not the content (a truncated object): never read it, and
+			// delete it so that no host tries it again.
+			c.log.Warn("cache: shared tier copy has the wrong size, deleting it and going upstream", "digest", f.d, "size", n, "expected", size)
+			_, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, sh.Delete(ctx, f.d)
+			}, nil)
+			if err != nil {
+				c.log.Warn("cache: delete wrong-size shared copy", "digest", f.d, "error", err)
+			} else {
+				cancel()
+			}
 		case err == nil:
 			if err := up.check(ctx); err != nil {
 				return nil, 0, false, err

@@ -276,3 +276,33 @@ func TestKill9MidUploadLeavesNoLitter(t *testing.T) {
 		t.Errorf("another host's upload in progress was removed: %v", err)
 	}
 }
+
+// TestSharedCopyOfWrongSizeGoesUpstream: a shared copy whose size is not the
+// one the caller expects (a truncated object) cannot be the content; the
+// fill goes upstream rather than failing the pull, and the copy is deleted.
+func TestSharedCopyOfWrongSizeGoesUpstream(t *testing.T) {
+	u := newUpstream(t)
+	data := randomBytes(t, 256<<10)
+	d := u.add(data)
+	sharedDir := t.TempDir()
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": sharedDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := filepath.Join(sharedDir, "tollgate", "blobs", "sha256", d.Encoded()[:2], d.Encoded())
+	mustWrite(t, obj, data[:1000])
+	c := openCache(t, t.TempDir(), Options{Shared: tier})
+	r, err := c.Fetch(context.Background(), host, repo, d, int64(len(data)), u.source(repo, d))
+	if err != nil {
+		t.Fatalf("fetch with a truncated shared copy: %v", err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read with a truncated shared copy: %v", err)
+	}
+	waitFills(t, c) // and the re-upload of a good copy
+	if n, err := tier.Stat(context.Background(), d); err != nil || n != int64(len(data)) {
+		t.Fatalf("shared copy after the fill: %d %v; want the whole blob", n, err)
+	}
+}
