@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // Upstream is where Fetch gets content it does not have, for one
@@ -257,27 +256,6 @@ func (c *Cache) releaseFillReaderLocked(f *fill) {
 		return
 	}
 	f.readers--
-}
-
-// writeback starts the kernel's writeback of a fill's temp file every
-// writebackChunk bytes, without waiting for it, so that the fsync before the
-// commit finds little left to write: readers of a fill get its last byte
-// only after that fsync, and an fsync of a whole layer at the end costs
-// tens of milliseconds per blob.
-type writeback struct {
-	fd     int
-	synced int64
-}
-
-const writebackChunk = 8 << 20
-
-func (w *writeback) progress(written int64) {
-	if written-w.synced < writebackChunk {
-		return
-	}
-	// Best effort: an error here only means the final fsync does the work.
-	_ = unix.SyncFileRange(w.fd, w.synced, written-w.synced, unix.SYNC_FILE_RANGE_WRITE)
-	w.synced = written
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
