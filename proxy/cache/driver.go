@@ -14,6 +14,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/spacelift-io/tollgate/internal/securefile"
+
 	// The filesystem driver (a path on shared storage) is always available;
 	// binaries that offer s3, gcs or azure import those driver packages.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -41,7 +43,17 @@ func NewDriverTier(d storagedriver.StorageDriver, root string) *DriverTier {
 // "gcs", "azure" when the binary imports them) with its distribution
 // parameters, e.g. {"rootdirectory": "/mnt/shared/tollgate"} or
 // {"bucket": ..., "region": ...}.
+//
+// In private mode the tier holds private images: a filesystem root that does
+// not exist yet is created 0700 (the driver itself would make it 0755), so
+// only the user the proxies run as can read it. Restrict an object store
+// bucket the same way.
 func OpenDriverTier(ctx context.Context, name string, params map[string]any) (*DriverTier, error) {
+	if root, ok := params["rootdirectory"].(string); ok && name == "filesystem" && root != "" {
+		if err := securefile.MkdirPrivate(root); err != nil {
+			return nil, fmt.Errorf("cache: shared tier directory: %w", err)
+		}
+	}
 	d, err := factory.Create(ctx, name, params)
 	if err != nil {
 		return nil, fmt.Errorf("cache: shared tier driver %q: %w", name, err)

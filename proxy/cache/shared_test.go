@@ -306,3 +306,25 @@ func TestSharedCopyOfWrongSizeGoesUpstream(t *testing.T) {
 		t.Fatalf("shared copy after the fill: %d %v; want the whole blob", n, err)
 	}
 }
+
+// TestFilesystemTierIsPrivate: in private mode the shared tier holds
+// private images, like the local cache: a filesystem tier whose root does
+// not exist yet is created 0700, not world-readable.
+func TestFilesystemTierIsPrivate(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "shared")
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("private layer")
+	if err := tier.Put(context.Background(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("shared tier root %s is %v: readable by other users", root, fi.Mode().Perm())
+	}
+}
