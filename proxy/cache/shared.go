@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -81,8 +82,22 @@ func (c *Cache) uploadShared(d digest.Digest, size int64) {
 			return
 		}
 		defer r.Close()
+		// An upload that stops making progress (a tier that stopped
+		// answering) is cancelled after FillIdleTimeout: it pins the blob
+		// against eviction and holds Close for as long as it runs.
+		idle := c.opts.FillIdleTimeout
+		uctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		timer := time.AfterFunc(idle, func() {
+			cancel(fmt.Errorf("%w: the shared tier took no data for %s", ErrIdleTimeout, idle))
+		})
+		defer timer.Stop()
 		// Read the file directly: these bytes are not served to a client.
-		err = c.opts.Shared.Put(ctx, d, size, io.NewSectionReader(r.file, 0, size))
+		src := &progressReader{r: io.NewSectionReader(r.file, 0, size), progress: func() { timer.Reset(idle) }}
+		err = c.opts.Shared.Put(uctx, d, size, src)
+		if cause := context.Cause(uctx); err != nil && cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
 		if err != nil {
 			c.stats.sharedErrors.Add(1)
 			c.log.Warn("cache: upload to shared tier failed", "digest", d, "error", err)
@@ -90,4 +105,18 @@ func (c *Cache) uploadShared(d digest.Digest, size int64) {
 		}
 		c.stats.sharedUploads.Add(1)
 	}()
+}
+
+// progressReader calls progress after every read that returned data.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }

@@ -328,3 +328,55 @@ func TestFilesystemTierIsPrivate(t *testing.T) {
 		t.Fatalf("shared tier root %s is %v: readable by other users", root, fi.Mode().Perm())
 	}
 }
+
+// stallingTier is a real filesystem tier whose uploads stop after the first
+// read, as an object store that stops acknowledging: Put waits for its
+// context, as the SDKs' clients do.
+type stallingTier struct {
+	SharedTier
+	released chan struct{}
+}
+
+func (s *stallingTier) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
+	_, _ = r.Read(make([]byte, 1024))
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-s.released:
+		return errors.New("released by the test")
+	}
+}
+
+// TestStalledUploadIsCancelled: an upload to the shared tier that makes no
+// progress is cancelled after the idle timeout; it does not keep the blob
+// pinned against eviction (and Close waiting) for as long as the tier hangs.
+func TestStalledUploadIsCancelled(t *testing.T) {
+	u := newUpstream(t)
+	data := randomBytes(t, 256<<10)
+	d := u.add(data)
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stallingTier{SharedTier: tier, released: make(chan struct{})}
+	c := openCache(t, t.TempDir(), Options{Shared: st, FillIdleTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { close(st.released) }) // runs before the cache's Close
+	fetchAll(t, c, u, d, data)
+	done := make(chan struct{})
+	go func() { waitFills(t, c); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled upload to the shared tier is still running 10 s later (idle timeout 200 ms)")
+	}
+	if s := c.Stats(); s.SharedErrors != 1 || s.SharedUploads != 0 {
+		t.Fatalf("stats %+v, want one shared error", s)
+	}
+	// Unpinned: a smaller budget can evict it.
+	c.mu.Lock()
+	refs := c.entries[d].refs
+	c.mu.Unlock()
+	if refs != 0 {
+		t.Fatalf("blob still pinned by %d readers after the upload ended", refs)
+	}
+}
