@@ -156,8 +156,13 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	lctx, lcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	lock, err := securefile.LockFile(lctx, filepath.Join(dir, "lock"))
 	lcancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, securefile.ErrLockTimeout):
 		return nil, fmt.Errorf("cache: directory %s is in use by another process (one tollgate proxy per cache directory): %w", dir, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cache: directory %s: %w (it belongs to another user: run the proxy as that user, or chown -R the directory to the user the proxy runs as)", dir, err)
+	case err != nil:
+		return nil, fmt.Errorf("cache: directory %s: %w", dir, err)
 	}
 	c := &Cache{
 		opts:    opts,
