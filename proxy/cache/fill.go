@@ -405,10 +405,18 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		copyErr = cerr
 	}
 	if copyErr != nil {
+		// A corrupt shared copy is deleted before the clients hear of the
+		// failure, so that their retry goes upstream; bounded, so that a
+		// tier that hangs does not hold them.
 		if fromShared && (errors.Is(copyErr, ErrDigestMismatch) || errors.Is(copyErr, ErrSizeMismatch)) {
 			c.log.Warn("cache: shared tier copy is corrupt, deleting it", "digest", f.d, "error", copyErr)
-			if err := c.opts.Shared.Delete(c.ctx, f.d); err != nil {
+			_, cancel, err := sharedCall(c.ctx, c.opts.SharedTimeout, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, c.opts.Shared.Delete(ctx, f.d)
+			}, nil)
+			if err != nil {
 				c.log.Warn("cache: delete corrupt shared copy", "digest", f.d, "error", err)
+			} else {
+				cancel()
 			}
 		}
 		fail(copyErr, true)

@@ -380,3 +380,52 @@ func TestStalledUploadIsCancelled(t *testing.T) {
 		t.Fatalf("blob still pinned by %d readers after the upload ended", refs)
 	}
 }
+
+// hungDeleteTier is a real filesystem tier whose Delete hangs in the kernel
+// (ignoring its context) until the test ends.
+type hungDeleteTier struct {
+	SharedTier
+	until chan struct{}
+}
+
+func (h *hungDeleteTier) Delete(ctx context.Context, d digest.Digest) error {
+	<-h.until
+	return h.SharedTier.Delete(ctx, d)
+}
+
+// TestCorruptSharedCopyFailsPromptlyWhenDeleteHangs: the clients of a fill
+// from a corrupt shared copy get their error when the digest mismatch is
+// found, not once the tier has deleted the copy.
+func TestCorruptSharedCopyFailsPromptlyWhenDeleteHangs(t *testing.T) {
+	u := newUpstream(t)
+	data := randomBytes(t, 64<<10)
+	d := u.add(data)
+	sharedDir := t.TempDir()
+	tier, err := OpenDriverTier(context.Background(), "filesystem", map[string]any{"rootdirectory": sharedDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), data...)
+	bad[100] ^= 1
+	mustWrite(t, filepath.Join(sharedDir, "tollgate", "blobs", "sha256", d.Encoded()[:2], d.Encoded()), bad)
+	until := make(chan struct{})
+	c := openCache(t, t.TempDir(), Options{Shared: &hungDeleteTier{SharedTier: tier, until: until}, SharedTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { close(until) })
+	errc := make(chan error, 1)
+	go func() {
+		r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
+		if err == nil {
+			_, err = io.ReadAll(r)
+			r.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrDigestMismatch) {
+			t.Fatalf("corrupt shared copy: %v, want ErrDigestMismatch", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client of a corrupt shared copy still waits 10 s later, on the tier's Delete")
+	}
+}
