@@ -42,6 +42,10 @@ var (
 	// is announced (serve such a blob past the cache); a fill of unannounced
 	// size fails with it once it outgrows MaxSize.
 	ErrTooLarge = errors.New("content too large")
+	// ErrNoSpace: the cache's filesystem has no room for the content (the
+	// disk is full of other things; eviction within MaxSize cannot help).
+	// Nothing was cached: serve such a blob past the cache.
+	ErrNoSpace = errors.New("no room on the cache's disk")
 	// ErrClosed: the cache was closed.
 	ErrClosed = errors.New("cache closed")
 )

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -326,9 +327,18 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		fail(fmt.Errorf("%w: %s is %d bytes, more than the whole cache (%d bytes); it is not cached", ErrTooLarge, f.d, size, c.opts.MaxSize), false)
 		return
 	}
+	if size > 0 {
+		// A disk filled by something else (a CI host's images): fail now,
+		// before any byte reached a client, so that the caller can serve
+		// the blob past the cache instead of cutting every pull of it.
+		if free, err := freeSpace(filepath.Join(c.dir, "tmp")); err == nil && free < size {
+			fail(fmt.Errorf("%w: %s needs %d bytes, %s has %d free", ErrNoSpace, f.d, size, c.dir, free), false)
+			return
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fill-*")
 	if err != nil {
-		fail(fmt.Errorf("cache: create temp file: %w", err), false)
+		fail(noSpace(fmt.Errorf("cache: create temp file: %w", err)), false)
 		return
 	}
 	f.tmp = tmp.Name()
@@ -366,7 +376,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 				break
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				copyErr = fmt.Errorf("cache: write temp file: %w", werr)
+				copyErr = noSpace(fmt.Errorf("cache: write temp file: %w", werr))
 				break
 			}
 			h.Write(buf[:n])
@@ -399,7 +409,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		}
 	}
 	if copyErr == nil {
-		copyErr = tmp.Sync()
+		copyErr = noSpace(tmp.Sync())
 	}
 	if cerr := tmp.Close(); copyErr == nil && cerr != nil {
 		copyErr = cerr
@@ -574,6 +584,14 @@ type cancelOnClose struct {
 func (r *cancelOnClose) Close() error {
 	err := r.ReadCloser.Close()
 	r.cancel()
+	return err
+}
+
+// noSpace marks a full disk (or quota) as ErrNoSpace.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
 	return err
 }
 
