@@ -45,8 +45,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
-	if errors.Is(err, cache.ErrTooLarge) {
-		// Larger than the whole cache: streamed past it, still verified.
+	if errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrNoSpace) {
+		// Larger than the whole cache, or no room on its disk: streamed
+		// past it, still verified.
 		s.passThroughBlob(w, r, rt, "bypass")
 		return
 	}
@@ -95,6 +96,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 			h.Del("Docker-Content-Digest")
 			h.Del("Etag")
 			h.Del("Accept-Ranges")
+			if errors.Is(err, cache.ErrNoSpace) {
+				// The cache's disk filled up before any byte went out.
+				s.passThroughBlob(w, r, rt, "bypass")
+				return
+			}
 			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
 			return
 		}

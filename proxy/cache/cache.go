@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -41,6 +42,10 @@ var (
 	// is announced (serve such a blob past the cache); a fill of unannounced
 	// size fails with it once it outgrows MaxSize.
 	ErrTooLarge = errors.New("content too large")
+	// ErrNoSpace: the cache's filesystem has no room for the content (the
+	// disk is full of other things; eviction within MaxSize cannot help).
+	// Nothing was cached: serve such a blob past the cache.
+	ErrNoSpace = errors.New("no room on the cache's disk")
 	// ErrClosed: the cache was closed.
 	ErrClosed = errors.New("cache closed")
 )
@@ -66,6 +71,11 @@ type Options struct {
 	// Shared is an optional second tier consulted on a local miss and
 	// filled in the background after a verified local fill. See SharedTier.
 	Shared SharedTier
+	// SharedTimeout bounds each look-up in the shared tier (Stat, Open);
+	// past it the fill goes to the upstream instead, so a tier that is down
+	// or hangs (an NFS server gone away) never holds a pull. Default 5
+	// seconds.
+	SharedTimeout time.Duration
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -130,6 +140,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if opts.FillIdleTimeout <= 0 {
 		opts.FillIdleTimeout = time.Minute
 	}
+	if opts.SharedTimeout <= 0 {
+		opts.SharedTimeout = 5 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -147,8 +160,13 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	lctx, lcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	lock, err := securefile.LockFile(lctx, filepath.Join(dir, "lock"))
 	lcancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, securefile.ErrLockTimeout):
 		return nil, fmt.Errorf("cache: directory %s is in use by another process (one tollgate proxy per cache directory): %w", dir, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cache: directory %s: %w (it belongs to another user: run the proxy as that user, or chown -R the directory to the user the proxy runs as)", dir, err)
+	case err != nil:
+		return nil, fmt.Errorf("cache: directory %s: %w", dir, err)
 	}
 	c := &Cache{
 		opts:    opts,
@@ -166,6 +184,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c.evict()
+	if opts.Shared != nil {
+		c.sweepShared()
+	}
 	return c, nil
 }
 
@@ -250,7 +271,7 @@ func (c *Cache) load() error {
 		n := len(parts)
 		if n >= 4 && parts[n-2] == "_tags" {
 			if strings.HasPrefix(de.Name(), ".") && strings.Contains(de.Name(), ".tmp-") {
-				_ = os.Remove(path) // an interrupted atomic write (writeFileAtomic)
+				_ = os.Remove(path) // an interrupted atomic write (securefile.WriteFile)
 			}
 			return nil
 		}
@@ -274,11 +295,17 @@ func (c *Cache) load() error {
 		l := link{scope: s, kind: kindBlob}
 		if parts[n-3] == "_manifests" {
 			l.kind = kindManifest
-			mt, err := os.ReadFile(path)
+			mt, err := readMediaType(path)
 			if err != nil {
+				// Empty or garbage after a crash (or changed by hand):
+				// serving the manifest with that Content-Type would break
+				// every pull of it. Dropped; the next request stores it
+				// again from upstream.
+				c.log.Warn("cache: removing unreadable manifest link", "path", path, "error", err)
+				_ = os.Remove(path)
 				return nil
 			}
-			e.links[l] = string(mt)
+			e.links[l] = mt
 			return nil
 		}
 		e.links[l] = ""
@@ -412,6 +439,12 @@ func (c *Cache) link(host, repo string, d digest.Digest, k kind, mediaType strin
 			}
 		}
 	}
+	if k == kindManifest {
+		if err := checkMediaType(mediaType); err != nil {
+			c.mu.Unlock()
+			return fmt.Errorf("link manifest %s to %s: %w", d, s, err)
+		}
+	}
 	old, had := e.links[l]
 	e.links[l] = mediaType
 	c.mu.Unlock()
@@ -421,13 +454,53 @@ func (c *Cache) link(host, repo string, d digest.Digest, k kind, mediaType strin
 	return c.writeLink(l, d, mediaType)
 }
 
+// maxMediaTypeLen bounds a stored media type (RFC 6838 allows 127+1+127).
+const maxMediaTypeLen = 255
+
+// checkMediaType accepts the media types a manifest link may hold: non-empty
+// printable ASCII (they become a Content-Type header).
+func checkMediaType(mt string) error {
+	if mt == "" {
+		return fmt.Errorf("%w: no media type for the manifest", ErrInvalidName)
+	}
+	if len(mt) > maxMediaTypeLen {
+		return fmt.Errorf("%w: media type of %d bytes", ErrInvalidName, len(mt))
+	}
+	for i := 0; i < len(mt); i++ {
+		if mt[i] < 0x20 || mt[i] > 0x7e {
+			return fmt.Errorf("%w: media type %q", ErrInvalidName, mt)
+		}
+	}
+	return nil
+}
+
+// readMediaType reads a manifest link file and checks what it holds.
+func readMediaType(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMediaTypeLen+1))
+	if err != nil {
+		return "", err
+	}
+	if err := checkMediaType(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
 // writeLink persists a link so it survives a restart. Blob links are empty
-// files (creation is atomic); manifest links hold the media type and are
-// written with rename.
+// files (creation is atomic; one lost in a crash only costs an upstream
+// check); manifest links hold the media type and are written with fsync and
+// rename.
 func (c *Cache) writeLink(l link, d digest.Digest, mediaType string) error {
 	p := c.linkPath(l.scope, l.kind, d)
 	if l.kind == kindManifest {
-		if err := writeFileAtomic(p, []byte(mediaType), false); err != nil {
+		// Synced: a link whose rename outlived its data after a crash would
+		// hold no media type.
+		if err := securefile.WriteFile(p, []byte(mediaType)); err != nil {
 			return fmt.Errorf("cache: record manifest link: %w", err)
 		}
 		return nil
@@ -440,34 +513,6 @@ func (c *Cache) writeLink(l link, d digest.Digest, mediaType string) error {
 		return fmt.Errorf("cache: record blob link: %w", err)
 	}
 	return f.Close()
-}
-
-// writeFileAtomic writes data to path via a temp file and rename. With sync
-// the data is fsynced before the rename.
-func writeFileAtomic(path string, data []byte, sync bool) error {
-	if sync {
-		return securefile.WriteFile(path, data)
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(f.Name())
-	}
-	return werr
 }
 
 // touch marks e used now: front of the LRU list, and (rarely) the file's

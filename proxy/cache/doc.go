@@ -94,5 +94,9 @@
 // the upstream with its own credentials) and copies from the shared tier,
 // verifying the digest as for an upstream download. After a verified fill
 // from upstream, the blob is uploaded to the shared tier in the background.
-// See docs/proxy-cache.md.
+// Each look-up in the tier is bounded by Options.SharedTimeout (a tier that
+// is down or hangs sends the fill upstream), an upload that takes no data
+// for FillIdleTimeout is cancelled, and Open removes the partial uploads of
+// hosts killed mid-upload once they are StaleUploadAge old. See
+// docs/proxy-cache.md.
 package cache

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/securefile"
 
 	// The filesystem driver (a path on shared storage) is always available;
 	// binaries that offer s3, gcs or azure import those driver packages.
@@ -40,7 +43,17 @@ func NewDriverTier(d storagedriver.StorageDriver, root string) *DriverTier {
 // "gcs", "azure" when the binary imports them) with its distribution
 // parameters, e.g. {"rootdirectory": "/mnt/shared/tollgate"} or
 // {"bucket": ..., "region": ...}.
+//
+// In private mode the tier holds private images: a filesystem root that does
+// not exist yet is created 0700 (the driver itself would make it 0755), so
+// only the user the proxies run as can read it. Restrict an object store
+// bucket the same way.
 func OpenDriverTier(ctx context.Context, name string, params map[string]any) (*DriverTier, error) {
+	if root, ok := params["rootdirectory"].(string); ok && name == "filesystem" && root != "" {
+		if err := securefile.MkdirPrivate(root); err != nil {
+			return nil, fmt.Errorf("cache: shared tier directory: %w", err)
+		}
+	}
 	d, err := factory.Create(ctx, name, params)
 	if err != nil {
 		return nil, fmt.Errorf("cache: shared tier driver %q: %w", name, err)
@@ -116,6 +129,38 @@ func (t *DriverTier) Put(ctx context.Context, d digest.Digest, size int64, r io.
 		return fmt.Errorf("shared tier: upload %s: %w", d, err)
 	}
 	return nil
+}
+
+// StaleUploadAge is how old an object under <root>/uploads/ must be before
+// RemoveStaleUploads takes it for the leftover of a host that died in the
+// middle of an upload: no upload of one blob takes a day, so a younger one
+// may be another host's upload in progress.
+const StaleUploadAge = 24 * time.Hour
+
+// RemoveStaleUploads deletes the objects under <root>/uploads/ last modified
+// more than olderThan ago (partial uploads of hosts killed mid-upload; they
+// never appear under a digest's name, but would otherwise stay forever) and
+// returns how many it removed. Cache.Open runs it in the background.
+func (t *DriverTier) RemoveStaleUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+	dir := path.Join(t.root, "uploads")
+	var stale []string
+	err := t.d.Walk(ctx, dir, func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() && time.Since(fi.ModTime()) > olderThan {
+			stale = append(stale, fi.Path())
+		}
+		return nil
+	})
+	if err != nil && !notFound(err) {
+		return 0, fmt.Errorf("shared tier: list %s: %w", dir, err)
+	}
+	removed := 0
+	for _, p := range stale {
+		if err := t.d.Delete(ctx, p); err != nil && !notFound(err) {
+			return removed, fmt.Errorf("shared tier: remove stale upload %s: %w", p, err)
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // Delete implements SharedTier.

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // Upstream is where Fetch gets content it does not have, for one
@@ -259,27 +259,6 @@ func (c *Cache) releaseFillReaderLocked(f *fill) {
 	f.readers--
 }
 
-// writeback starts the kernel's writeback of a fill's temp file every
-// writebackChunk bytes, without waiting for it, so that the fsync before the
-// commit finds little left to write: readers of a fill get its last byte
-// only after that fsync, and an fsync of a whole layer at the end costs
-// tens of milliseconds per blob.
-type writeback struct {
-	fd     int
-	synced int64
-}
-
-const writebackChunk = 8 << 20
-
-func (w *writeback) progress(written int64) {
-	if written-w.synced < writebackChunk {
-		return
-	}
-	// Best effort: an error here only means the final fsync does the work.
-	_ = unix.SyncFileRange(w.fd, w.synced, written-w.synced, unix.SYNC_FILE_RANGE_WRITE)
-	w.synced = written
-}
-
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // runFill downloads f into a temp file, verifies it and commits it.
@@ -320,7 +299,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		c.log.Warn("cache: fill failed, nothing cached", "digest", f.d, "error", err)
 	}
 
-	src, srcSize, fromShared, err := c.openSource(ctx, f, up)
+	src, srcSize, fromShared, err := c.openSource(ctx, f, size, up, func() { timer.Reset(idle) })
 	if err != nil {
 		fail(err, false)
 		return
@@ -332,10 +311,14 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 	stopClose := context.AfterFunc(ctx, closeSrc)
 	defer stopClose()
 
+	source := "upstream"
+	if fromShared {
+		source = "shared tier"
+	}
 	if size < 0 {
 		size = srcSize
 	} else if srcSize >= 0 && srcSize != size {
-		fail(fmt.Errorf("%w: upstream announced %d bytes for %s, expected %d", ErrSizeMismatch, srcSize, f.d, size), false)
+		fail(fmt.Errorf("%w: %s announced %d bytes for %s, expected %d", ErrSizeMismatch, source, srcSize, f.d, size), false)
 		return
 	}
 	if c.opts.MaxSize > 0 && size > c.opts.MaxSize {
@@ -344,9 +327,18 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		fail(fmt.Errorf("%w: %s is %d bytes, more than the whole cache (%d bytes); it is not cached", ErrTooLarge, f.d, size, c.opts.MaxSize), false)
 		return
 	}
+	if size > 0 {
+		// A disk filled by something else (a CI host's images): fail now,
+		// before any byte reached a client, so that the caller can serve
+		// the blob past the cache instead of cutting every pull of it.
+		if free, err := freeSpace(filepath.Join(c.dir, "tmp")); err == nil && free < size {
+			fail(fmt.Errorf("%w: %s needs %d bytes, %s has %d free", ErrNoSpace, f.d, size, c.dir, free), false)
+			return
+		}
+	}
 	tmp, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), "fill-*")
 	if err != nil {
-		fail(fmt.Errorf("cache: create temp file: %w", err), false)
+		fail(noSpace(fmt.Errorf("cache: create temp file: %w", err)), false)
 		return
 	}
 	f.tmp = tmp.Name()
@@ -374,7 +366,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		if n > 0 {
 			timer.Reset(idle)
 			if size >= 0 && written+int64(n) > size {
-				copyErr = fmt.Errorf("%w: upstream sent more than %d bytes for %s", ErrSizeMismatch, size, f.d)
+				copyErr = fmt.Errorf("%w: %s sent more than %d bytes for %s", ErrSizeMismatch, source, size, f.d)
 				break
 			}
 			if size < 0 && c.opts.MaxSize > 0 && written+int64(n) > c.opts.MaxSize {
@@ -384,7 +376,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 				break
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				copyErr = fmt.Errorf("cache: write temp file: %w", werr)
+				copyErr = noSpace(fmt.Errorf("cache: write temp file: %w", werr))
 				break
 			}
 			h.Write(buf[:n])
@@ -401,7 +393,7 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 			break
 		}
 		if rerr != nil {
-			copyErr = fmt.Errorf("cache: read %s from upstream after %d bytes: %w", f.d, written, rerr)
+			copyErr = fmt.Errorf("cache: read %s from %s after %d bytes: %w", f.d, source, written, rerr)
 			break
 		}
 	}
@@ -409,24 +401,32 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 		copyErr = ctx.Err()
 	}
 	if copyErr == nil && size >= 0 && written != size {
-		copyErr = fmt.Errorf("%w: upstream sent %d of %d bytes for %s", ErrSizeMismatch, written, size, f.d)
+		copyErr = fmt.Errorf("%w: %s sent %d of %d bytes for %s", ErrSizeMismatch, source, written, size, f.d)
 	}
 	if copyErr == nil {
 		if got := digest.NewDigest(f.d.Algorithm(), h); got != f.d {
-			copyErr = fmt.Errorf("%w: upstream content for %s hashes to %s", ErrDigestMismatch, f.d, got)
+			copyErr = fmt.Errorf("%w: %s content for %s hashes to %s", ErrDigestMismatch, source, f.d, got)
 		}
 	}
 	if copyErr == nil {
-		copyErr = tmp.Sync()
+		copyErr = noSpace(tmp.Sync())
 	}
 	if cerr := tmp.Close(); copyErr == nil && cerr != nil {
 		copyErr = cerr
 	}
 	if copyErr != nil {
+		// A corrupt shared copy is deleted before the clients hear of the
+		// failure, so that their retry goes upstream; bounded, so that a
+		// tier that hangs does not hold them.
 		if fromShared && (errors.Is(copyErr, ErrDigestMismatch) || errors.Is(copyErr, ErrSizeMismatch)) {
 			c.log.Warn("cache: shared tier copy is corrupt, deleting it", "digest", f.d, "error", copyErr)
-			if err := c.opts.Shared.Delete(c.ctx, f.d); err != nil {
+			_, cancel, err := sharedCall(c.ctx, c.opts.SharedTimeout, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, c.opts.Shared.Delete(ctx, f.d)
+			}, nil)
+			if err != nil {
 				c.log.Warn("cache: delete corrupt shared copy", "digest", f.d, "error", err)
+			} else {
+				cancel()
 			}
 		}
 		fail(copyErr, true)
@@ -478,25 +478,121 @@ func (c *Cache) runFill(f *fill, size int64, up Upstream) {
 }
 
 // openSource opens the shared tier's copy if there is one (after
-// up.Check), else the upstream.
-func (c *Cache) openSource(ctx context.Context, f *fill, up Upstream) (io.ReadCloser, int64, bool, error) {
-	if c.opts.Shared != nil {
-		if n, err := c.opts.Shared.Stat(ctx, f.d); err == nil {
+// up.Check), else the upstream. Each shared-tier call is bounded by
+// Options.SharedTimeout: a tier that fails or does not answer in time sends
+// the fill upstream (and restarts its idle timer, which waiting for the tier
+// must not use up).
+func (c *Cache) openSource(ctx context.Context, f *fill, size int64, up Upstream, resetIdle func()) (io.ReadCloser, int64, bool, error) {
+	if sh := c.opts.Shared; sh != nil {
+		n, err := c.statShared(ctx, f.d)
+		switch {
+		case err == nil && size >= 0 && n != size:
+			// Not the content (a truncated object): never read it, and
+			// delete it so that no host tries it again.
+			c.log.Warn("cache: shared tier copy has the wrong size, deleting it and going upstream", "digest", f.d, "size", n, "expected", size)
+			_, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (struct{}, error) {
+				return struct{}{}, sh.Delete(ctx, f.d)
+			}, nil)
+			if err != nil {
+				c.log.Warn("cache: delete wrong-size shared copy", "digest", f.d, "error", err)
+			} else {
+				cancel()
+			}
+		case err == nil:
 			if err := up.check(ctx); err != nil {
 				return nil, 0, false, err
 			}
-			rc, err := c.opts.Shared.Open(ctx, f.d)
+			rc, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (io.ReadCloser, error) {
+				return sh.Open(ctx, f.d)
+			}, func(rc io.ReadCloser) { _ = rc.Close() })
 			if err == nil {
 				c.stats.sharedHits.Add(1)
-				return rc, n, true, nil
+				return &cancelOnClose{ReadCloser: rc, cancel: cancel}, n, true, nil
 			}
 			c.log.Warn("cache: shared tier read failed, going upstream", "digest", f.d, "error", err)
-		} else if !errors.Is(err, ErrNotFound) {
+		case !errors.Is(err, ErrNotFound):
 			c.log.Warn("cache: shared tier unavailable, going upstream", "digest", f.d, "error", err)
 		}
+		resetIdle()
 	}
 	rc, n, err := up.Open(ctx)
 	return rc, n, false, err
+}
+
+// statShared is SharedTier.Stat bounded by Options.SharedTimeout.
+func (c *Cache) statShared(ctx context.Context, d digest.Digest) (int64, error) {
+	n, cancel, err := sharedCall(ctx, c.opts.SharedTimeout, func(ctx context.Context) (int64, error) {
+		return c.opts.Shared.Stat(ctx, d)
+	}, nil)
+	if err == nil {
+		cancel()
+	}
+	return n, err
+}
+
+// errSharedTimeout: the shared tier did not answer within SharedTimeout.
+var errSharedTimeout = errors.New("shared tier did not answer in time")
+
+// sharedCall runs call for at most timeout (or until ctx ends). A tier that
+// hangs in the kernel (a hard NFS mount whose server is gone) ignores its
+// context, so call runs in a goroutine of its own that is left behind on
+// timeout; late, if not nil, receives what it returns after all, to release
+// it. On success the caller owns the returned cancel (the context call ran
+// with, which a reader it opened may still need).
+func sharedCall[T any](ctx context.Context, timeout time.Duration, call func(context.Context) (T, error), late func(T)) (T, context.CancelFunc, error) {
+	cctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := call(cctx)
+		ch <- result{v, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			cancel()
+			return r.v, nil, r.err
+		}
+		return r.v, cancel, nil
+	case <-t.C:
+		err = fmt.Errorf("%w (%s)", errSharedTimeout, timeout)
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	cancel()
+	go func() {
+		if r := <-ch; r.err == nil && late != nil {
+			late(r.v)
+		}
+	}()
+	var zero T
+	return zero, nil, err
+}
+
+// cancelOnClose releases the context a shared-tier reader was opened with.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (r *cancelOnClose) Close() error {
+	err := r.ReadCloser.Close()
+	r.cancel()
+	return err
+}
+
+// noSpace marks a full disk (or quota) as ErrNoSpace.
+func noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
 }
 
 // commitFile renames a verified, synced temp file into place and syncs the

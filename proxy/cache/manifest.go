@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
 // Manifest is a cached manifest as served for one repository.
@@ -32,6 +34,9 @@ func (c *Cache) PutManifest(host, repo string, d digest.Digest, mediaType string
 	}
 	if len(data) > MaxManifestSize {
 		return fmt.Errorf("manifest %s: %w: %d bytes (limit %d)", d, ErrTooLarge, len(data), MaxManifestSize)
+	}
+	if err := checkMediaType(mediaType); err != nil {
+		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	if got := d.Algorithm().FromBytes(data); got != d {
 		return fmt.Errorf("manifest %s: %w (it hashes to %s)", d, ErrDigestMismatch, got)
@@ -174,7 +179,7 @@ func (c *Cache) PutTag(host, repo, tag string, t Tag) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(c.tagPath(s, tag), data, true); err != nil {
+	if err := securefile.WriteFile(c.tagPath(s, tag), data); err != nil {
 		return fmt.Errorf("cache: record tag %s:%s: %w", s, tag, err)
 	}
 	return nil

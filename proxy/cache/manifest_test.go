@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,67 @@ func TestTags(t *testing.T) {
 	}
 	if got, err := c2.GetTag(host, repo, "latest"); err != nil || got.Digest != d {
 		t.Fatalf("rewritten: %+v %v", got, err)
+	}
+}
+
+// TestUnreadableManifestLinkIsDropped: a manifest link is a small file that
+// holds the media type. One that a crash left empty (rename persisted before
+// the data) or full of NULs must not serve the manifest with an empty or
+// garbage Content-Type, by digest, until the end of time: it is dropped at
+// start-up, so the next request goes upstream and stores it again.
+func TestUnreadableManifestLinkIsDropped(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, Options{})
+	m := []byte(`{"schemaVersion":2,"mediaType":"` + ociManifest + `"}`)
+	d := digest.FromBytes(m)
+	for _, r := range []string{repo, "other/app", "third/app"} {
+		if err := c.PutManifest(host, r, d, ociManifest, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	link := func(r string) string {
+		return filepath.Join(dir, "repos", host, r, "_manifests", "sha256", d.Encoded())
+	}
+	mustWrite(t, link(repo), nil)                     // empty after a crash
+	mustWrite(t, link("other/app"), make([]byte, 41)) // zeros after a crash
+
+	c2 := openCache(t, dir, Options{})
+	for _, r := range []string{repo, "other/app"} {
+		if got, err := c2.GetManifest(host, r, d); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: damaged link served %q with media type %q, err %v; want ErrNotFound", r, got.Data, got.MediaType, err)
+		}
+		if _, err := os.Stat(link(r)); !os.IsNotExist(err) {
+			t.Errorf("%s: damaged link file left in place: %v", r, err)
+		}
+	}
+	if got, err := c2.GetManifest(host, "third/app", d); err != nil || got.MediaType != ociManifest {
+		t.Fatalf("intact link: %+v %v", got, err)
+	}
+	// Stored again, it serves.
+	if err := c2.PutManifest(host, repo, d, ociManifest, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c2.GetManifest(host, repo, d); err != nil || got.MediaType != ociManifest {
+		t.Fatalf("stored again: %+v %v", got, err)
+	}
+}
+
+// TestLinkManifestNeedsAMediaType: linking a manifest without naming its
+// type, when the content was only ever stored as a blob, must not create a
+// link that serves the manifest with an empty Content-Type.
+func TestLinkManifestNeedsAMediaType(t *testing.T) {
+	u := newUpstream(t)
+	m := []byte(`{"schemaVersion":2,"mediaType":"` + ociManifest + `"}`)
+	d := u.add(m)
+	c := openCache(t, t.TempDir(), Options{})
+	fetchAll(t, c, u, d, m) // fetched through the blob endpoint
+	if err := c.LinkManifest(host, repo, d, ""); err == nil {
+		t.Fatal("LinkManifest with no media type known succeeded")
+	}
+	if got, err := c.GetManifest(host, repo, d); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetManifest = %+v, %v; want ErrNotFound", got, err)
 	}
 }

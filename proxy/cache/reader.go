@@ -198,6 +198,9 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 		r.off += n
 		r.c.stats.bytesFromCache.Add(n)
 		r.c.stats.bytesServed.Add(n)
+		if err == nil && r.off < r.size {
+			err = r.damaged(r.off)
+		}
 		return n, err
 	}
 	bp := copyBufPool.Get().(*[]byte)
@@ -239,8 +242,12 @@ func (r *Reader) readSome(p []byte, off int64) (int, error) {
 			p = p[:rem]
 		}
 		n, err := r.file.ReadAt(p, off)
-		if err == io.EOF && n == len(p) {
-			err = nil
+		if err == io.EOF {
+			if n == len(p) {
+				err = nil
+			} else {
+				err = r.damaged(off + int64(n))
+			}
 		}
 		r.c.stats.bytesFromCache.Add(int64(n))
 		r.c.stats.bytesServed.Add(int64(n))
@@ -285,6 +292,15 @@ func (r *Reader) readSome(p []byte, off int64) (int, error) {
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// damaged reports a committed file that ends before its size (cut on disk
+// after it was verified): never a clean EOF, and the entry is dropped so
+// that the next fetch downloads it again.
+func (r *Reader) damaged(end int64) error {
+	r.c.dropDamaged(r.entry)
+	return fmt.Errorf("%w: cached %s ends after %d of its %d bytes (damaged on disk; removed from the cache, the next pull downloads it again)",
+		ErrSizeMismatch, r.d, end, r.size)
 }
 
 // waitDone waits for the fill to finish and returns the final size.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -198,4 +199,29 @@ func TestOpenDeletesOnlyItsOwnLeftovers(t *testing.T) {
 	u := newUpstream(t)
 	data := randomBytes(t, 1000)
 	fetchAll(t, c, u, u.add(data), data)
+}
+
+// TestLockErrorSaysWhatIsWrong: only a lock held by another process is
+// reported as the directory being in use; a lock file that cannot be used
+// (a symbolic link planted there, a file of another user) says so, not "in
+// use by another process", which would send the operator looking for a
+// second proxy that does not exist.
+func TestLockErrorSaysWhatIsWrong(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(t.TempDir(), "elsewhere"), filepath.Join(dir, "lock")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), Options{Dir: dir})
+	if err == nil {
+		t.Fatal("Open with a symbolic link as its lock file succeeded")
+	}
+	if strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("error %q: want the lock file's problem, not 'in use'", err)
+	}
+	// A lock really held still says so.
+	dir2 := t.TempDir()
+	openCache(t, dir2, Options{})
+	if _, err := Open(context.Background(), Options{Dir: dir2}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second Open of a directory in use: %v", err)
+	}
 }

@@ -68,18 +68,30 @@ func (c *Cache) verifyOne(d digest.Digest, buf []byte) (bool, error) {
 	}
 	c.mu.Lock()
 	e.refs--
-	if good || c.entries[d] != e {
-		c.mu.Unlock()
+	c.mu.Unlock()
+	if good {
 		return true, nil
+	}
+	return !c.dropDamaged(e), nil
+}
+
+// dropDamaged removes e, found damaged on disk, with its links, unless it
+// was dropped meanwhile; it reports whether it removed it. Readers that
+// have the file open keep their descriptor.
+func (c *Cache) dropDamaged(e *entry) bool {
+	c.mu.Lock()
+	if c.entries[e.d] != e {
+		c.mu.Unlock()
+		return false
 	}
 	c.dropLocked(e)
 	for l := range e.links {
-		_ = os.Remove(c.linkPath(l.scope, l.kind, d))
+		_ = os.Remove(c.linkPath(l.scope, l.kind, e.d))
 	}
-	t := filepath.Join(c.dir, "tmp", "damaged-"+d.Encoded())
-	_ = os.Rename(c.blobPath(d), t)
+	t := filepath.Join(c.dir, "tmp", "damaged-"+e.d.Encoded())
+	_ = os.Rename(c.blobPath(e.d), t)
 	c.mu.Unlock()
 	_ = os.Remove(t)
-	c.log.Warn("cache: content did not verify, removed", "digest", d)
-	return false, nil
+	c.log.Warn("cache: content did not verify, removed", "digest", e.d)
+	return true
 }

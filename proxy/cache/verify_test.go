@@ -1,7 +1,10 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"testing"
 
@@ -40,5 +43,52 @@ func TestVerifyRemovesDamagedContent(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Fatal("damaged file still on disk")
+	}
+}
+
+// TestTruncatedCachedFileIsNotServedAsComplete: a committed file found
+// shorter than its content (cut on disk after it was verified) must not end
+// with a clean EOF, through Read or WriteTo; the entry is dropped so that
+// the next fetch downloads it again instead of failing every pull until an
+// operator runs Verify.
+func TestTruncatedCachedFileIsNotServedAsComplete(t *testing.T) {
+	for _, via := range []string{"Read", "WriteTo"} {
+		t.Run(via, func(t *testing.T) {
+			u := newUpstream(t)
+			data := randomBytes(t, 200<<10)
+			d := u.add(data)
+			c := openCache(t, t.TempDir(), Options{})
+			fetchAll(t, c, u, d, data)
+			if err := os.Truncate(c.blobPath(d), 100<<10); err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Blob(context.Background(), host, repo, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			if via == "Read" {
+				got, err = io.ReadAll(struct{ io.Reader }{r})
+			} else {
+				var buf bytes.Buffer
+				_, err = r.WriteTo(&buf)
+				got = buf.Bytes()
+			}
+			r.Close()
+			if err == nil {
+				t.Fatalf("truncated cached file served as complete: %d of %d bytes and no error", len(got), len(data))
+			}
+			if !errors.Is(err, ErrSizeMismatch) {
+				t.Fatalf("error %v, want ErrSizeMismatch", err)
+			}
+			if c.Exists(d) {
+				t.Fatal("damaged entry still in the index")
+			}
+			// The next fetch downloads it again.
+			fetchAll(t, c, u, d, data)
+			if g := u.gets.Load(); g != 2 {
+				t.Fatalf("upstream GETs = %d, want 2", g)
+			}
+		})
 	}
 }
