@@ -3,31 +3,12 @@ package ecr
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
-
-// cleanAWSEnv clears every AWS_* variable, points the shared files at a
-// config file with the given content, and any escaped call at a closed
-// loopback port.
-func cleanAWSEnv(t *testing.T, sharedConfig string) {
-	t.Helper()
-	fakeaws.ClearEnv(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config")
-	if err := os.WriteFile(cfg, []byte(sharedConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_CONFIG_FILE", cfg)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
-}
 
 const describeConfig = `
 [default]
@@ -54,7 +35,7 @@ func mintErr(t *testing.T) error {
 }
 
 func TestBrokenProfileNamesTheFix(t *testing.T) {
-	cleanAWSEnv(t, describeConfig)
+	fakeaws.UseSharedConfig(t, describeConfig)
 	t.Setenv("AWS_PROFILE", "sso")
 	err := mintErr(t)
 	if !errors.Is(err, ErrNoCredentials) {
@@ -66,7 +47,7 @@ func TestBrokenProfileNamesTheFix(t *testing.T) {
 }
 
 func TestMissingProfile(t *testing.T) {
-	cleanAWSEnv(t, describeConfig)
+	fakeaws.UseSharedConfig(t, describeConfig)
 	t.Setenv("AWS_PROFILE", "nonesuch")
 	err := mintErr(t)
 	if !errors.Is(err, ErrNoCredentials) || !strings.Contains(err.Error(), "profile nonesuch not found") {
@@ -77,7 +58,7 @@ func TestMissingProfile(t *testing.T) {
 // A default profile with only a region falls through to the instance role,
 // and the error says so rather than blaming the profile.
 func TestProfileWithoutCredentialsIsTheInstanceRole(t *testing.T) {
-	cleanAWSEnv(t, describeConfig)
+	fakeaws.UseSharedConfig(t, describeConfig)
 	err := mintErr(t)
 	if !errors.Is(err, ErrIMDSUnreachable) || !strings.Contains(err.Error(), "EC2 instance role") {
 		t.Fatalf("err %v", err)

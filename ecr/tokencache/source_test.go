@@ -2,7 +2,6 @@ package tokencache
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,20 +9,6 @@ import (
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 )
-
-// cleanAWSEnv clears every AWS_* variable and points the shared files at
-// a config file with the given content.
-func cleanAWSEnv(t *testing.T, sharedConfig string) {
-	t.Helper()
-	fakeaws.ClearEnv(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config")
-	if err := os.WriteFile(cfg, []byte(sharedConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("AWS_CONFIG_FILE", cfg)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-}
 
 const sharedConfig = `
 [default]
@@ -66,7 +51,7 @@ func TestSourceFingerprints(t *testing.T) {
 	seen := map[string]string{}
 	check := func(name string, env map[string]string, profile, role string) Source {
 		t.Helper()
-		cleanAWSEnv(t, sharedConfig)
+		fakeaws.UseSharedConfig(t, sharedConfig)
 		for k, v := range env {
 			t.Setenv(k, v)
 		}
@@ -105,7 +90,7 @@ func TestSourceFingerprints(t *testing.T) {
 	check("endpoint override", map[string]string{"AWS_ENDPOINT_URL_ECR": "http://127.0.0.1:1"}, "", "")
 
 	// Env keys win over AWS_PROFILE, as in the SDK.
-	cleanAWSEnv(t, sharedConfig)
+	fakeaws.UseSharedConfig(t, sharedConfig)
 	t.Setenv("AWS_PROFILE", "keys")
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAENV0000000000003")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "envsecret")
@@ -119,7 +104,7 @@ func TestSourceFingerprints(t *testing.T) {
 }
 
 func TestSourceFollowsSharedFileEdits(t *testing.T) {
-	cleanAWSEnv(t, sharedConfig)
+	fakeaws.UseSharedConfig(t, sharedConfig)
 	t.Setenv("AWS_PROFILE", "keys")
 	before := ResolveSource("", "")
 	if again := ResolveSource("", ""); again.Key != before.Key {
@@ -133,7 +118,7 @@ func TestSourceFollowsSharedFileEdits(t *testing.T) {
 		t.Fatal("an edited shared config kept its fingerprint")
 	}
 	// No shared files at all: labelled by where the chain ends.
-	cleanAWSEnv(t, "")
+	fakeaws.UseSharedConfig(t, "")
 	os.Remove(os.Getenv("AWS_CONFIG_FILE"))
 	if s := ResolveSource("", ""); s.Label != "EC2 instance role" {
 		t.Errorf("label %q", s.Label)

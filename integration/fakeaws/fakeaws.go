@@ -223,6 +223,24 @@ func ClearEnv(t testing.TB) {
 	t.Setenv("HOME", t.TempDir())
 }
 
+// UseSharedConfig is ClearEnv for tests of the AWS settings alone, with no
+// fake server: AWS_CONFIG_FILE holds content, the shared credentials file is
+// absent, and the AWS endpoints and IMDS point at a closed loopback port, so
+// a call that escapes fails at once instead of leaving the machine.
+func UseSharedConfig(t testing.TB, content string) {
+	t.Helper()
+	ClearEnv(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	if err := os.WriteFile(cfg, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfg)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
+}
+
 // UseEnv gives the test process the environment of a host whose only AWS is
 // this fake: ClearEnv, then Env(), then extra (KEY=VALUE).
 func (s *Server) UseEnv(t testing.TB, extra ...string) {
