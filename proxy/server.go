@@ -14,6 +14,7 @@ import (
 	"time"
 
 	gocache "github.com/patrickmn/go-cache"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/singleflight"
 
@@ -50,6 +51,8 @@ type Options struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// and cache fills after its context ends. Default 30s.
 	ShutdownTimeout time.Duration
+	// Collectors are more metrics served on /metrics (the fleet's).
+	Collectors []prometheus.Collector
 }
 
 // Server is the pull-through proxy. Its Handler serves the distribution API
@@ -120,6 +123,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Cache != nil {
 		m.registry.MustRegister(cache.NewCollector(opts.Cache))
+	}
+	if err := registerAll(m.registry, opts.Collectors); err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s.fillCtx, s.cancelFill = context.WithCancel(context.Background())
 	mux := http.NewServeMux()

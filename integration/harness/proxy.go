@@ -27,6 +27,9 @@ type ProxyConfig struct {
 	MaxSize string
 	// Extra is raw YAML appended to the file (e.g. an ecr: section).
 	Extra string
+	// ProxyExtra is raw YAML added inside the proxy: section, indented by
+	// the caller two spaces (e.g. "  shared: ...\n  fleet: ...\n").
+	ProxyExtra string
 }
 
 // Proxy is a running `tollgate proxy`.
@@ -55,6 +58,9 @@ func (c ProxyConfig) YAML() string {
 	fmt.Fprintf(&b, "proxy:\n  cache:\n    dir: %q\n", c.CacheDir)
 	if c.MaxSize != "" {
 		fmt.Fprintf(&b, "    maxsize: %s\n", c.MaxSize)
+	}
+	if c.ProxyExtra != "" {
+		b.WriteString(strings.TrimSuffix(c.ProxyExtra, "\n") + "\n")
 	}
 	if len(c.Upstreams) > 0 {
 		b.WriteString("upstreams:\n")
