@@ -34,7 +34,19 @@
 // repository. Otherwise the proxy HEADs the upstream (with the repository's
 // credentials); if that answers 200 and Exists(d), Link(host, repo, d)
 // records the repository so the next GET is a hit. Blob(ctx, host, repo, d)
-// reads cached content without ever going upstream.
+// reads cached content without ever going upstream. Content(ctx, d) reads
+// committed content or a fill in progress whichever repository it is for,
+// never going upstream: for a caller that proved access by other means (a
+// fleet peer), never for a client request.
+//
+// # The fill
+//
+// runFill reads as its steps: openSource (the first of Cache.sources that
+// has the content: the shared tier, then the upstream), prepare (size,
+// room, temp file), copyIn (hash while writing, verify), commit (the one
+// place a fill writes the cache). A new place to fill from is a source
+// added to Cache.sources; whatever it gives is verified and committed the
+// same way.
 //
 // Manifests (bounded to MaxManifestSize, so buffered): GetManifest(host,
 // repo, d) returns Data and MediaType if cached for the repository;
