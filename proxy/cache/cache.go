@@ -74,6 +74,10 @@ type Options struct {
 	// or hangs (an NFS server gone away) never holds a pull. Default 5
 	// seconds.
 	SharedTimeout time.Duration
+	// Fleet, when set, is asked on a miss in the local cache and the
+	// shared tier, before the upstream: it picks one filler per blob across
+	// the hosts of a fleet, and the others stream from it (see Fleet).
+	Fleet Fleet
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger

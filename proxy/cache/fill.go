@@ -34,6 +34,7 @@ type fill struct {
 	err     error         // final error, nil on commit
 	wake    chan struct{} // closed and cleared on progress; made by a waiting reader
 
+	claim    FleetClaim         // the fleet's answer, if it was asked (fill goroutine)
 	scopes   map[scope]struct{} // repositories to link on commit (Cache.mu)
 	reserved int64              // counted in Cache.reserved (Cache.mu)
 	readers  int                // open streaming readers (Cache.mu)
@@ -118,8 +119,12 @@ func (c *Cache) runFill(f *fill, acc access) {
 	c.log.Debug("cache: filled", "digest", f.d, "bytes", written, "source", src.String())
 	c.evict()
 	if _, fromUpstream := src.(upstreamSource); fromUpstream && c.opts.Shared != nil {
-		c.uploadShared(f.d, written)
+		// The fleet's lease is released once the upload ended, so that
+		// hosts looking later find the shared copy.
+		c.uploadShared(f.d, written, f.claim.done)
+		return
 	}
+	f.claim.done(nil)
 }
 
 // fillContext bounds a fill: Close cancels it (once its wait is over),
@@ -349,6 +354,7 @@ func (c *Cache) abandon(ctx context.Context, f *fill, err error) {
 		close(f.started)
 	}
 	f.finish(err)
+	f.claim.done(err)
 	c.log.Warn("cache: fill failed, nothing cached", "digest", f.d, "error", err)
 }
 

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -44,39 +43,41 @@ func (fc FleetClaim) done(err error) {
 	}
 }
 
-// PeerBlob returns a reader of blob d for another host of the fleet: the
-// committed content, or the fill in progress (the peer is one more reader
-// of it), whichever repository it was fetched for. It never goes upstream
-// and never starts a fill: ErrNotFound when d is neither cached nor being
-// filled. The fleet's peer listener must admit only fleet members, each of
-// which proves its repository's access upstream before asking.
-func (c *Cache) PeerBlob(ctx context.Context, d digest.Digest) (*Reader, error) {
-	if err := checkDigest(d); err != nil {
-		return nil, err
+// fleetSource asks the fleet (Options.Fleet) who fills the content: when
+// another host holds the fill's lease, the content streams from it, after
+// this repository proved its access upstream; when this host takes the
+// lease (or the fleet cannot be asked) the fill goes on to the upstream.
+// Either way the fleet's claim is kept on the fill and ended (Done) after
+// the commit and the shared-tier upload, or when the fill fails.
+type fleetSource struct{ c *Cache }
+
+func (fleetSource) String() string { return "fleet peer" }
+
+// count: the fleet counts the bytes its peers send; bytes a broken-off peer
+// stream was continued with from upstream are counted by peerSource.
+func (fleetSource) count(int64) {}
+
+// rejected: the claim's Done hears of it, with the fill's error.
+func (fleetSource) rejected(digest.Digest) {}
+
+func (s fleetSource) open(ctx context.Context, f *fill, acc *access) (io.ReadCloser, int64, error) {
+	c := s.c
+	f.claim = c.opts.Fleet.Claim(ctx, f.owner.host, f.owner.repo, f.d)
+	if f.claim.Peer == nil {
+		return nil, 0, errNotHere // this host fills it
 	}
-	for attempt := 0; attempt < 10; attempt++ {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, ErrClosed
-		}
-		if e := c.entries[d]; e != nil {
-			r, err := c.openEntryLocked(ctx, e) // unlocks
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			return r, err
-		}
-		if f := c.fills[d]; f != nil {
-			f.readers++
-			c.mu.Unlock()
-			c.stats.joins.Add(1)
-			return c.streamReader(ctx, f)
-		}
-		c.mu.Unlock()
-		return nil, fmt.Errorf("blob %s: %w", d, ErrNotFound)
+	// Knowing a digest never reads content: the repository proves its
+	// access upstream, with this host's credentials, as for the shared
+	// tier.
+	if err := acc.prove(ctx, f.d); err != nil {
+		return nil, 0, err
 	}
-	return nil, fmt.Errorf("cache: peer read of %s: content keeps disappearing (evicted while reading?)", d)
+	body, size, err := f.claim.Peer(ctx)
+	if err != nil {
+		c.log.Warn("cache: fleet peer unavailable, going upstream", "digest", f.d, "error", err)
+		return nil, 0, fmt.Errorf("%w: %w", errNotHere, err)
+	}
+	return &peerSource{ctx: ctx, c: c, peer: body, up: acc.up, size: size, d: f.d}, size, nil
 }
 
 // peerSource reads a blob from a fleet peer and, when the peer's stream
@@ -86,19 +87,20 @@ func (c *Cache) PeerBlob(ctx context.Context, d digest.Digest) (*Reader, error) 
 // that does not verify is caught by the fill like any other.
 type peerSource struct {
 	ctx      context.Context
+	c        *Cache
+	d        digest.Digest
 	peer     io.ReadCloser
 	up       Upstream
 	size     int64 // expected size, -1 if unknown
 	off      int64
 	fallback io.ReadCloser
-	// onFallback is told why the peer was left (for the log and metrics).
-	onFallback func(error)
 }
 
 func (p *peerSource) Read(b []byte) (int, error) {
 	if p.fallback != nil {
 		n, err := p.fallback.Read(b)
 		p.off += int64(n)
+		p.c.stats.bytesFromUpstream.Add(int64(n))
 		return n, err
 	}
 	n, err := p.peer.Read(b)
@@ -106,7 +108,7 @@ func (p *peerSource) Read(b []byte) (int, error) {
 	if err == nil || (err == io.EOF && (p.size < 0 || p.off == p.size)) {
 		return n, err
 	}
-	if perr := p.ctx.Err(); perr != nil {
+	if p.ctx.Err() != nil {
 		return n, err // the fill itself is over: no fallback
 	}
 	// The peer went away (or ended short): continue from upstream.
@@ -114,9 +116,7 @@ func (p *peerSource) Read(b []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	_ = p.peer.Close()
-	if p.onFallback != nil {
-		p.onFallback(err)
-	}
+	p.c.log.Warn("cache: fleet peer stream broke off, going on from upstream", "digest", p.d, "offset", p.off, "error", err)
 	body, size, oerr := p.up.Open(p.ctx)
 	if oerr != nil {
 		return n, fmt.Errorf("peer stream broke off after %d bytes (%w) and the upstream failed: %w", p.off, err, oerr)

@@ -35,12 +35,17 @@ type source interface {
 var errNotHere = errors.New("not in this source")
 
 // sources is the order a fill looks in after a local miss: the shared
-// tier, then the upstream, which always answers.
+// tier, the fleet (a peer filling it, see fleetSource), then the upstream,
+// which always answers.
 func (c *Cache) sources() []source {
+	srcs := make([]source, 0, 3)
 	if c.opts.Shared != nil {
-		return []source{sharedSource{c}, upstreamSource{c}}
+		srcs = append(srcs, sharedSource{c})
 	}
-	return []source{upstreamSource{c}}
+	if c.opts.Fleet != nil {
+		srcs = append(srcs, fleetSource{c})
+	}
+	return append(srcs, upstreamSource{c})
 }
 
 // openSource opens the first source that has f's content. A source that

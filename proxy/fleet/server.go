@@ -20,7 +20,7 @@ import (
 // blobs and fills in progress, by digest, never going upstream
 // (*cache.Cache implements it).
 type Blobs interface {
-	PeerBlob(ctx context.Context, d digest.Digest) (*cache.Reader, error)
+	Content(ctx context.Context, d digest.Digest) (*cache.Reader, error)
 }
 
 var _ Blobs = (*cache.Cache)(nil)
@@ -59,7 +59,7 @@ func (h *peerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		peerError(w, http.StatusNotFound, "NOT_FOUND", "the peer listener serves /v2/<host>/<repository>/blobs/<digest> only")
 		return
 	}
-	rd, err := h.blobs.PeerBlob(r.Context(), d)
+	rd, err := h.blobs.Content(r.Context(), d)
 	if err != nil {
 		if errors.Is(err, cache.ErrNotFound) || errors.Is(err, cache.ErrInvalidName) {
 			peerError(w, http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to this host")
