@@ -1,0 +1,193 @@
+package proxybench
+
+// needs: docker-registry (Debian, distribution 2.8), redis-server
+//
+// Run (figures and machine in BENCHMARKS.md, section "Fleet"):
+//
+//	go test -run '^$' -bench BenchmarkFleetPull -benchtime 1x -timeout 30m ./bench/proxy/ \
+//	    -args -fleet-hosts 5 -fleet-layers 4 -fleet-layer-mib 32 -link-mbit 1000
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spacelift-io/tollgate/integration/harness"
+)
+
+var (
+	fleetHosts    = flag.Int("fleet-hosts", 5, "proxies in the fleet benchmark, each pulling the image at the same moment")
+	fleetLayers   = flag.Int("fleet-layers", 4, "layers of the fleet benchmark's image")
+	fleetLayerMiB = flag.Int("fleet-layer-mib", 32, "size of each layer of the fleet benchmark's image, MiB")
+)
+
+// fleetEnv is one fleet benchmark set-up: an upstream behind the relay, a
+// shared tier, a lease engine.
+type fleetEnv struct {
+	env
+	shared string
+	redis  *harness.Redis
+	secret string
+}
+
+// startFleetProxies starts n proxies sharing the tier; with fleet, also
+// one fleet (peer listeners on 127.0.0.x, leases in Redis).
+func (e *fleetEnv) startFleetProxies(b *testing.B, n int, fleet bool) []*harness.Proxy {
+	var pxs []*harness.Proxy
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range n {
+		extra := fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", e.shared)
+		if fleet {
+			ip := fmt.Sprintf("127.0.0.%d", 20+i)
+			ln, err := net.Listen("tcp", ip+":0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			listen := ln.Addr().String()
+			ln.Close()
+			extra += fmt.Sprintf("  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", listen, e.secret, e.redis.URL)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			px := harness.StartProxy(b, e.bin, harness.ProxyConfig{
+				Allowlist:  []string{upstreamHost},
+				Upstreams:  map[string]string{upstreamHost: "http://" + e.relay.Addr},
+				MaxSize:    "100GiB",
+				ProxyExtra: extra,
+			})
+			mu.Lock()
+			pxs = append(pxs, px)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return pxs
+}
+
+// pullEach pulls the image through every proxy at the same moment (one
+// client per host) and returns each host's pull time.
+func pullEach(b *testing.B, pxs []*harness.Proxy, repo, tag string) []time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	times := make([]time.Duration, len(pxs))
+	errs := make([]error, len(pxs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, px := range pxs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := Pull(ctx, newClient(), px.URL, upstreamHost+"/"+repo, tag, *parallel)
+			times[i], errs[i] = r.Duration, err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			b.Fatalf("host %d: %v", i, err)
+		}
+	}
+	return times
+}
+
+// BenchmarkFleetPull: N hosts pull one new image at the same moment
+// through one upstream link, with the shared tier alone and in fleet
+// mode. Reported per run: upstream blob GETs (in all, and of layers),
+// upstream bytes (what crossed the relay), and the slowest host's pull
+// time over one direct pull of the image over the same link.
+func BenchmarkFleetPull(b *testing.B) {
+	harness.RequireCommands(b, "docker-registry", "redis-server")
+	e := &fleetEnv{env: env{bin: harness.BuildBinaries(b)}}
+	e.upstream = harness.StartRegistry(b, harness.RegistryOptions{})
+	e.relay = harness.StartRelay(b, e.upstream.Host, *linkMbit*1e6/8)
+	e.redis = harness.StartRedis(b)
+	dir := b.TempDir()
+	e.secret = filepath.Join(dir, "fleet.secret")
+	if err := os.WriteFile(e.secret, []byte("benchmark-fleet-secret-0123456789"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	layerSize := int64(*fleetLayerMiB) << 20
+	b.Logf("image: %d x %d MiB; link %g Mbit/s; %d hosts", *fleetLayers, *fleetLayerMiB, *linkMbit, *fleetHosts)
+
+	// One direct pull of a fresh image over the link: the yardstick.
+	img, err := SeedBigImage(e.upstream.Host, "bench/fleet", "direct", *fleetLayers, layerSize, 100)
+	if err != nil {
+		b.Fatal(err)
+	}
+	direct := pullOnce(b, "http://"+e.relay.Addr, img.Repository, img.Tag).Duration
+	b.Logf("direct pull over the link: %s", direct.Round(time.Millisecond))
+
+	for i, mode := range []struct {
+		name  string
+		fleet bool
+	}{{"shared-tier-only", false}, {"fleet", true}} {
+		b.Run(fmt.Sprintf("%s-%dhosts", mode.name, *fleetHosts), func(b *testing.B) {
+			b.SetBytes(img.LayerBytes * int64(*fleetHosts))
+			for n := range b.N {
+				b.StopTimer()
+				// A new image each run (and a new tier), so every pull is cold.
+				e.shared = filepath.Join(dir, fmt.Sprintf("shared-%d-%d", i, n))
+				e.img, err = SeedBigImage(e.upstream.Host, "bench/fleet", fmt.Sprintf("%s-%d", mode.name, n), *fleetLayers, layerSize, uint64(200+10*i+n))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pxs := e.startFleetProxies(b, *fleetHosts, mode.fleet)
+				before := e.blobGets()
+				relay0 := e.relay.Bytes()
+				cpu0 := fleetCPU(b, pxs)
+				b.StartTimer()
+				t0 := time.Now()
+				times := pullEach(b, pxs, e.img.Repository, e.img.Tag)
+				wall := time.Since(t0)
+				b.StopTimer()
+				// On a small machine N hosts share its cores: how busy they
+				// were says whether the link or the CPU set the pace.
+				cpu := fleetCPU(b, pxs) - cpu0
+				b.ReportMetric(cpu.Seconds(), "CPU-s")
+				b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cores-busy")
+				gets := e.fetchesPerBlob(before) * float64(len(e.img.Blobs))
+				layerGets := 0
+				for _, l := range e.img.Blobs[1:] {
+					layerGets += e.upstream.BlobGets(l) - before[l]
+				}
+				slowest := slices.Max(times)
+				b.ReportMetric(gets, "upstream-blob-GETs")
+				b.ReportMetric(float64(layerGets), "upstream-layer-GETs")
+				b.ReportMetric(float64(e.relay.Bytes()-relay0)/(1<<20), "upstream-MiB")
+				b.ReportMetric(slowest.Seconds()/direct.Seconds(), "slowest/direct")
+				b.ReportMetric(slices.Min(times).Seconds()/direct.Seconds(), "fastest/direct")
+				b.Logf("%s: host pull times %v (direct %s)", mode.name, times, direct.Round(time.Millisecond))
+				for _, px := range pxs {
+					px.Stop()
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// fleetCPU is the CPU time of every proxy process and of this process (the
+// clients, the relay, the upstream's Go side is a separate process and not
+// counted).
+func fleetCPU(b *testing.B, pxs []*harness.Proxy) time.Duration {
+	total := SelfCPU()
+	for _, px := range pxs {
+		c, err := ProcessCPU(px.Process.Cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += c
+	}
+	return total
+}
