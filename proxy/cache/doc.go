@@ -111,4 +111,16 @@
 // for FillIdleTimeout is cancelled, and Open removes the partial uploads of
 // hosts killed mid-upload once they are StaleUploadAge old. See
 // docs/proxy-cache.md.
+//
+// # Fleet
+//
+// Options.Fleet (implemented by package proxy/fleet; the cache knows no
+// lease engine) is the next source after the shared tier: Claim says
+// whether another host is filling the blob. If so, the fill calls
+// Upstream.Check and then streams from that host, verifying the digest as
+// for any source; a stream that breaks off goes on from upstream at the
+// same offset. Otherwise the fill goes upstream, and the claim's Done is
+// called after the commit and the shared-tier upload (or on failure), which
+// releases the lease. Content serves peers through Content (committed or
+// being filled, never upstream). See docs/fleet.md.
 package cache
