@@ -47,7 +47,14 @@ func newMetrics() *Metrics {
 	for _, r := range []string{leaseTaken, leaseHeld, leaseLost, leaseExpired, leaseError} {
 		m.leases.WithLabelValues(r)
 	}
-	m.peerBytes.Add(0)
+	// Every series exists from the start, so that dashboards and alerts
+	// see zeros rather than nothing.
+	for _, r := range []string{"unreachable", "refused", "status", "broken", "corrupt"} {
+		m.peerErrors.WithLabelValues(r)
+	}
+	for _, r := range []string{"unsigned", "bad_signature", "stale"} {
+		m.refused.WithLabelValues(r)
+	}
 	return m
 }
 

@@ -172,6 +172,7 @@ type held struct {
 	n    *Node
 	stop chan struct{}
 	wg   sync.WaitGroup
+	once sync.Once
 
 	mu    sync.Mutex
 	l     lease.Lease
@@ -230,7 +231,9 @@ func (h *held) end(result string, err error) {
 // done stops renewing and releases the lease, so that the next host to
 // look finds the blob in the shared tier (or takes the fill over if this
 // one failed).
-func (h *held) done(error) {
+func (h *held) done(error) { h.once.Do(h.release) }
+
+func (h *held) release() {
 	close(h.stop)
 	h.wg.Wait()
 	h.mu.Lock()
