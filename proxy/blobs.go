@@ -37,14 +37,14 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 			return // the upstream does not have it for us: nothing to warm
 		}
 		s.background(func(ctx context.Context) {
-			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+			rd, err := s.cache.Fetch(ctx, rt.name.Host, rt.name.Path, rt.digest, -1, s.blobUpstream(rt))
 			if err == nil {
 				_ = rd.Close()
 			}
 		})
 		return
 	}
-	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	rd, err := s.cache.Fetch(r.Context(), rt.name.Host, rt.name.Path, rt.digest, -1, s.blobUpstream(rt))
 	if errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrNoSpace) {
 		// Larger than the whole cache, or no room on its disk: streamed
 		// past it, still verified.
@@ -101,7 +101,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 				s.passThroughBlob(w, r, rt, "bypass")
 				return
 			}
-			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			s.failUpstream(w, r, fillError(rt.name.Host, err), errcode.ErrorCodeBlobUnknown)
 			return
 		}
 		first = buf[:n]
@@ -158,9 +158,9 @@ func (s *Server) blobUpstream(rt *route) cache.Upstream {
 			}
 			if resp.StatusCode != http.StatusOK {
 				defer resp.Body.Close()
-				return nil, 0, readUpstreamError(rt.host, resp)
+				return nil, 0, readUpstreamError(rt.name.Host, resp)
 			}
-			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}, resp.ContentLength, nil
+			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.name.Host)).Add}, resp.ContentLength, nil
 		},
 		Check: func(ctx context.Context) error {
 			_, err := s.headBlobUpstream(ctx, rt)
@@ -178,7 +178,7 @@ func (s *Server) headBlobUpstream(ctx context.Context, rt *route) (int64, error)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, readUpstreamError(rt.host, resp)
+		return 0, readUpstreamError(rt.name.Host, resp)
 	}
 	return resp.ContentLength, nil
 }
@@ -189,7 +189,7 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	ri := infoFrom(r.Context())
 	size := int64(-1)
 	if s.cache != nil {
-		if n, ok := s.cache.Stat(rt.host, rt.repository, rt.digest); ok {
+		if n, ok := s.cache.Stat(rt.name.Host, rt.name.Path, rt.digest); ok {
 			size = n
 			s.cacheResult(ri, "blob", "hit")
 		}
@@ -205,7 +205,7 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 			result := "miss"
 			if s.cache.Exists(rt.digest) {
 				// The upstream just confirmed this repository has it.
-				if err := s.cache.Link(rt.host, rt.repository, rt.digest); err == nil {
+				if err := s.cache.Link(rt.name.Host, rt.name.Path, rt.digest); err == nil {
 					result = "link"
 				}
 			}
@@ -247,7 +247,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
 			return true // the blob is there; only the range is wrong
 		}
-		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
+		s.failUpstream(w, r, readUpstreamError(rt.name.Host, resp), errcode.ErrorCodeBlobUnknown)
 		return false
 	}
 	h := w.Header()
@@ -272,7 +272,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 	w.WriteHeader(resp.StatusCode)
 	idle := newIdleBody(resp.Body, s.bodyIdleTimeout)
 	defer idle.stop()
-	body := &countingBody{ReadCloser: idle, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}
+	body := &countingBody{ReadCloser: idle, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.name.Host)).Add}
 	before := bytesWritten(w)
 	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
 	if resp.StatusCode == http.StatusPartialContent {

@@ -161,7 +161,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, rt *route
 
 func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route, accept []string, ri *requestInfo) (*manifest, error) {
 	if s.cache != nil {
-		if cm, err := s.cache.GetManifest(rt.host, rt.repository, rt.digest); err == nil {
+		if cm, err := s.cache.GetManifest(rt.name.Host, rt.name.Path, rt.digest); err == nil {
 			s.cacheResult(ri, "manifest", "hit")
 			return cachedManifest(cm), nil
 		}
@@ -172,8 +172,8 @@ func (s *Server) manifestByDigest(ctx context.Context, method string, rt *route,
 				return nil, err
 			}
 			if hm.digest == rt.digest {
-				if err := s.cache.LinkManifest(rt.host, rt.repository, rt.digest, hm.declaredType); err == nil {
-					if cm, err := s.cache.GetManifest(rt.host, rt.repository, rt.digest); err == nil {
+				if err := s.cache.LinkManifest(rt.name.Host, rt.name.Path, rt.digest, hm.declaredType); err == nil {
+					if cm, err := s.cache.GetManifest(rt.name.Host, rt.name.Path, rt.digest); err == nil {
 						s.cacheResult(ri, "manifest", "link")
 						return cachedManifest(cm), nil
 					}
@@ -195,7 +195,7 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		}
 		return s.fetchManifest(ctx, rt, accept)
 	}
-	tag, tagErr := s.cache.GetTag(rt.host, rt.repository, rt.reference)
+	tag, tagErr := s.cache.GetTag(rt.name.Host, rt.name.Path, rt.reference)
 	if tagErr != nil && method == http.MethodGet {
 		// Nothing cached to revalidate: one GET instead of HEAD + GET.
 		s.cacheResult(ri, "manifest", "miss")
@@ -208,11 +208,11 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 			// accepted other types (a manifest list rather than the image
 			// manifest a narrow client gets): serve it only to a client
 			// the upstream could have given it to.
-			if cm, cerr := s.cache.GetManifest(rt.host, rt.repository, tag.Digest); cerr == nil && acceptable(cm.MediaType, accept) {
+			if cm, cerr := s.cache.GetManifest(rt.name.Host, rt.name.Path, tag.Digest); cerr == nil && acceptable(cm.MediaType, accept) {
 				s.log.Warn("upstream failed to revalidate a tag; serving the cached manifest",
-					"host", rt.host, "repository", rt.repository, "tag", rt.reference,
+					"host", rt.name.Host, "repository", rt.name.Path, "tag", rt.reference,
 					"digest", tag.Digest, "cached_at", tag.FetchedAt, "error", err)
-				s.metrics.staleServes.WithLabelValues(s.metrics.host(rt.host)).Inc()
+				s.metrics.staleServes.WithLabelValues(s.metrics.host(rt.name.Host)).Inc()
 				s.cacheResult(ri, "manifest", "stale")
 				return cachedManifest(cm), nil
 			}
@@ -220,7 +220,7 @@ func (s *Server) manifestByTag(ctx context.Context, method string, rt *route, ac
 		return nil, err
 	}
 	if hm.digest != "" {
-		if cm, err := s.cache.GetManifest(rt.host, rt.repository, hm.digest); err == nil {
+		if cm, err := s.cache.GetManifest(rt.name.Host, rt.name.Path, hm.digest); err == nil {
 			if tagErr != nil || tag.Digest != hm.digest {
 				s.recordTag(rt, cm.Digest, cm.MediaType)
 			}
@@ -257,9 +257,9 @@ func serveStale(err error) bool {
 }
 
 func (s *Server) recordTag(rt *route, d digest.Digest, mediaType string) {
-	err := s.cache.PutTag(rt.host, rt.repository, rt.reference, cache.Tag{Digest: d, MediaType: mediaType, FetchedAt: time.Now().UTC()})
+	err := s.cache.PutTag(rt.name.Host, rt.name.Path, rt.reference, cache.Tag{Digest: d, MediaType: mediaType, FetchedAt: time.Now().UTC()})
 	if err != nil {
-		s.log.Warn("could not record tag in cache", "host", rt.host, "repository", rt.repository, "tag", rt.reference, "error", err)
+		s.log.Warn("could not record tag in cache", "host", rt.name.Host, "repository", rt.name.Path, "tag", rt.reference, "error", err)
 	}
 }
 
@@ -307,7 +307,7 @@ const manifestFlightTimeout = 2 * time.Minute
 
 func (s *Server) sharedManifest(ctx context.Context, method string, rt *route, accept []string,
 	do func(context.Context, *route, []string) (*manifest, error)) (*manifest, error) {
-	key := method + " " + rt.host + "/" + rt.repository + ":" + rt.reference + " " + strings.Join(accept, ",")
+	key := method + " " + rt.name.Host + "/" + rt.name.Path + ":" + rt.reference + " " + strings.Join(accept, ",")
 	ch := s.manifestFlight.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestFlightTimeout)
 		defer cancel()
@@ -331,18 +331,18 @@ func (s *Server) headManifestOnce(ctx context.Context, rt *route, accept []strin
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, readUpstreamError(rt.host, resp)
+		return nil, readUpstreamError(rt.name.Host, resp)
 	}
 	ct := resp.Header.Get("Content-Type")
 	m := &manifest{mediaType: mediaTypeOf(ct, nil), declaredType: declaredMediaType(ct), size: resp.ContentLength}
 	if dg := resp.Header.Get("Docker-Content-Digest"); dg != "" {
 		d, err := digest.Parse(dg)
 		if err != nil {
-			return nil, &upstreamError{Host: rt.host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{
+			return nil, &upstreamError{Host: rt.name.Host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{
 				errcode.ErrorCodeDigestInvalid.WithMessage("upstream sent an invalid Docker-Content-Digest header")}}
 		}
 		if rt.byDigest() && d != rt.digest {
-			return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, rt.digest))
+			return nil, badUpstream(rt.name.Host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, rt.digest))
 		}
 		m.digest = d
 	} else if rt.byDigest() {
@@ -365,38 +365,38 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, readUpstreamError(rt.host, resp)
+		return nil, readUpstreamError(rt.name.Host, resp)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
-	s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add(float64(len(data)))
+	s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.name.Host)).Add(float64(len(data)))
 	if err != nil {
-		return nil, &unreachableError{Host: rt.host, Err: fmt.Errorf("reading manifest: %w", err)}
+		return nil, &unreachableError{Host: rt.name.Host, Err: fmt.Errorf("reading manifest: %w", err)}
 	}
 	if len(data) > maxManifestSize {
-		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid, fmt.Sprintf("upstream manifest is larger than %d bytes", maxManifestSize))
+		return nil, badUpstream(rt.name.Host, errcode.ErrorCodeManifestInvalid, fmt.Sprintf("upstream manifest is larger than %d bytes", maxManifestSize))
 	}
 	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
-		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid, "upstream manifest response was truncated")
+		return nil, badUpstream(rt.name.Host, errcode.ErrorCodeManifestInvalid, "upstream manifest response was truncated")
 	}
 	if !isJSONObject(data) {
 		// A captive portal's login page, a CDN's error page: whatever it
 		// hashes to, it is not a manifest, and caching it would serve it
 		// for this tag during the next outage.
-		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+		return nil, badUpstream(rt.name.Host, errcode.ErrorCodeManifestInvalid,
 			fmt.Sprintf("upstream answered with something that is not a JSON manifest (Content-Type %q)", resp.Header.Get("Content-Type")))
 	}
 	if signedSchema1(resp.Header.Get("Content-Type"), data) {
-		return nil, badUpstream(rt.host, errcode.ErrorCodeManifestInvalid,
+		return nil, badUpstream(rt.name.Host, errcode.ErrorCodeManifestInvalid,
 			"the upstream has only a signed schema 1 manifest for this reference (deprecated; its digest does not cover the signatures it comes with, so it cannot be verified); push the image again with a current client (Docker schema 2 or OCI), or pull it from the registry directly")
 	}
 	want := rt.digest
 	if hdr := resp.Header.Get("Docker-Content-Digest"); hdr != "" {
 		d, err := digest.Parse(hdr)
 		if err != nil {
-			return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, "upstream sent an invalid Docker-Content-Digest header")
+			return nil, badUpstream(rt.name.Host, errcode.ErrorCodeDigestInvalid, "upstream sent an invalid Docker-Content-Digest header")
 		}
 		if want != "" && d != want {
-			return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, want))
+			return nil, badUpstream(rt.name.Host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream answered with manifest %s for %s", d, want))
 		}
 		want = d
 	}
@@ -404,12 +404,12 @@ func (s *Server) fetchManifestOnce(ctx context.Context, rt *route, accept []stri
 		want = digest.FromBytes(data)
 	}
 	if !want.Algorithm().Available() || want.Algorithm().FromBytes(data) != want {
-		return nil, badUpstream(rt.host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream manifest does not match its digest %s", want))
+		return nil, badUpstream(rt.name.Host, errcode.ErrorCodeDigestInvalid, fmt.Sprintf("upstream manifest does not match its digest %s", want))
 	}
 	mt := mediaTypeOf(resp.Header.Get("Content-Type"), data)
 	if s.cache != nil {
-		if err := s.cache.PutManifest(rt.host, rt.repository, want, mt, data); err != nil {
-			s.log.Warn("could not cache manifest", "host", rt.host, "repository", rt.repository, "digest", want, "error", err)
+		if err := s.cache.PutManifest(rt.name.Host, rt.name.Path, want, mt, data); err != nil {
+			s.log.Warn("could not cache manifest", "host", rt.name.Host, "repository", rt.name.Path, "digest", want, "error", err)
 		} else if !rt.byDigest() {
 			s.recordTag(rt, want, mt)
 		}
@@ -478,7 +478,7 @@ func declaredMediaType(contentType string) string {
 
 // upstreamRequest sends one request for rt to its upstream repository.
 func (s *Server) upstreamRequest(ctx context.Context, method string, rt *route, query map[string][]string, header http.Header) (*http.Response, error) {
-	c, err := s.upstreams.client(ctx, rt.host, rt.repository)
+	c, err := s.upstreams.client(ctx, rt.name)
 	if err != nil {
 		return nil, err
 	}

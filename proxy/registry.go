@@ -35,19 +35,13 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	ri.host, ri.repository, ri.reference = rt.host, rt.repository, rt.reference
-	v := s.policy.CheckRepository(rt.host, rt.repository)
-	if v.Host != "" {
-		rt.host, ri.host = v.Host, v.Host
-	}
-	if v.Repository != "" {
-		rt.repository, ri.repository = v.Repository, v.Repository
-	}
+	ri.host, ri.repository, ri.reference = rt.name.Host, rt.name.Path, rt.reference
+	v := s.policy.Decide(rt.name)
 	if !v.Allowed {
-		s.metrics.denials.WithLabelValues(s.metrics.deniedHost(rt.host)).Inc()
+		s.metrics.denials.WithLabelValues(s.metrics.deniedHost(rt.name.Host)).Inc()
 		reason := v.Reason
 		if reason == "" {
-			reason = rt.host + "/" + rt.repository + " is not on the registry allowlist"
+			reason = rt.name.String() + " is not on the registry allowlist"
 		}
 		ri.err = errors.New("denied: " + reason)
 		writeError(w, errcode.ErrorCodeDenied.WithMessage(reason))

@@ -83,7 +83,7 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) {
 
 // tagList returns the repository's full, sorted tag list.
 func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
-	c, err := s.upstreams.client(ctx, rt.host, rt.repository)
+	c, err := s.upstreams.client(ctx, rt.name)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (s *Server) fetchTagList(ctx context.Context, c *repoClient, rt *route) ([]
 	budget := int64(maxTagListSize)
 	for page := 0; ; page++ {
 		if page == maxTagPages {
-			return nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
+			return nil, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
 		}
 		tags, next, n, err := s.tagPage(ctx, c, rt, q, budget)
 		if err != nil {
@@ -153,18 +153,18 @@ func (s *Server) tagPage(ctx context.Context, c *repoClient, rt *route, q url.Va
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, 0, readUpstreamError(rt.host, resp)
+		return nil, nil, 0, readUpstreamError(rt.name.Host, resp)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, budget+1))
 	if err != nil || int64(len(data)) > budget {
-		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown,
+		return nil, nil, 0, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown,
 			fmt.Sprintf("upstream tag list unreadable or too large (limit %d bytes over all pages)", maxTagListSize))
 	}
 	var list struct {
 		Tags []string `json:"tags"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
+		return nil, nil, 0, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
 	}
 	next := nextPage(resp.Header.Get("Link"))
 	if next != nil && next.Get("last") == q.Get("last") {
