@@ -122,3 +122,10 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// cacheResult records how the cache answered a request, in its log line
+// and the cache results metric.
+func (m *metrics) cacheResult(ri *requestInfo, kind, result string) {
+	ri.cache = result
+	m.cacheResults.WithLabelValues(kind, result).Inc()
+}

@@ -49,17 +49,17 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.kind {
 	case kindManifest:
-		s.serveManifest(w, r, rt)
+		s.manifests.serve(w, r, rt)
 	case kindBlob:
-		s.serveBlob(w, r, rt)
+		s.blobs.serve(w, r, rt)
 	case kindTags:
-		s.serveTags(w, r, rt)
+		s.tags.serve(w, r, rt)
 	}
 }
 
 // failUpstream answers the client for an upstream that could not be asked or
 // refused, choosing the code from the kind of failure.
-func (s *Server) failUpstream(w http.ResponseWriter, r *http.Request, err error, notFound errcode.ErrorCode) {
+func failUpstream(w http.ResponseWriter, r *http.Request, err error, notFound errcode.ErrorCode) {
 	ri := infoFrom(r.Context())
 	ri.err = err
 	var ue *upstreamError

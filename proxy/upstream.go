@@ -280,6 +280,16 @@ func (e *unreachableError) Error() string {
 
 func (e *unreachableError) Unwrap() error { return e.Err }
 
+// request sends one request for rt to its upstream repository. The caller
+// closes the response body.
+func (u *upstreams) request(ctx context.Context, method string, rt *route, query url.Values, header http.Header) (*http.Response, error) {
+	c, err := u.client(ctx, rt.name)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, method, rt, query, header)
+}
+
 // do sends one request to the upstream repository. The caller closes the
 // response body.
 func (c *repoClient) do(ctx context.Context, method string, r *route, query url.Values, header http.Header) (*http.Response, error) {
