@@ -18,53 +18,70 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-// serveBlob answers GET and HEAD of a blob.
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
+// blobService answers blob requests. It looks in one order: the cache
+// (which itself looks in the shared tier, and fills from the upstream once
+// for every client that asks meanwhile: cache.Fetch), else the upstream.
+// The cache is written in one place, the cache's fill; a blob too large for
+// the cache, or without room on its disk, is streamed past it, verified.
+type blobService struct {
+	upstreams *upstreams
+	cache     *cache.Cache // nil: nothing is cached
+	metrics   *metrics
+	// background runs work that outlives the request (Server.background).
+	background func(func(ctx context.Context))
+	// bodyIdleTimeout cuts a blob streamed straight from upstream (not
+	// through the cache, which has its own) when the upstream sends nothing
+	// for this long.
+	bodyIdleTimeout time.Duration
+}
+
+// serve answers GET and HEAD of a blob.
+func (bs *blobService) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.Method == http.MethodHead {
-		s.headBlob(w, r, rt)
+		bs.head(w, r, rt)
 		return
 	}
 	r = withoutStaleRange(r, rt.digest)
-	if s.cache == nil {
-		s.passThroughBlob(w, r, rt, "bypass")
+	if bs.cache == nil {
+		bs.passThrough(w, r, rt, "bypass")
 		return
 	}
 	ri := infoFrom(r.Context())
-	if r.Header.Get("Range") != "" && !s.cache.Exists(rt.digest) {
+	if r.Header.Get("Range") != "" && !bs.cache.Exists(rt.digest) {
 		// A range of a cold blob: forward it, keep nothing partial, and
 		// fill the whole blob in the background for the next client.
-		if !s.passThroughBlob(w, r, rt, "range") {
+		if !bs.passThrough(w, r, rt, "range") {
 			return // the upstream does not have it for us: nothing to warm
 		}
-		s.background(func(ctx context.Context) {
-			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+		bs.background(func(ctx context.Context) {
+			rd, err := bs.cache.Fetch(ctx, rt.name.Host, rt.name.Path, rt.digest, -1, bs.upstream(rt))
 			if err == nil {
 				_ = rd.Close()
 			}
 		})
 		return
 	}
-	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	rd, err := bs.cache.Fetch(r.Context(), rt.name.Host, rt.name.Path, rt.digest, -1, bs.upstream(rt))
 	if errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrNoSpace) {
 		// Larger than the whole cache, or no room on its disk: streamed
 		// past it, still verified.
-		s.passThroughBlob(w, r, rt, "bypass")
+		bs.passThrough(w, r, rt, "bypass")
 		return
 	}
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
 		}
-		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
 		return
 	}
 	defer rd.Close()
 	source := "upstream"
 	if rd.Cached() {
 		source = "cache"
-		s.cacheResult(ri, "blob", "hit")
+		bs.metrics.cacheResult(ri, "blob", "hit")
 	} else {
-		s.cacheResult(ri, "blob", "miss")
+		bs.metrics.cacheResult(ri, "blob", "miss")
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
@@ -72,7 +89,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	h.Set("Etag", `"`+rt.digest.String()+`"`)
 	h.Set("Accept-Ranges", "bytes")
 	before := bytesWritten(w)
-	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
+	defer func() { bs.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
 	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
 		src := &readErrors{ReadSeeker: rd}
 		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, src)
@@ -98,10 +115,10 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 			h.Del("Accept-Ranges")
 			if errors.Is(err, cache.ErrNoSpace) {
 				// The cache's disk filled up before any byte went out.
-				s.passThroughBlob(w, r, rt, "bypass")
+				bs.passThrough(w, r, rt, "bypass")
 				return
 			}
-			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			failUpstream(w, r, fillError(rt.name.Host, err), errcode.ErrorCodeBlobUnknown)
 			return
 		}
 		first = buf[:n]
@@ -149,21 +166,21 @@ func fillError(host string, err error) error {
 }
 
 // blobUpstream is how the cache reaches this blob in this repository.
-func (s *Server) blobUpstream(rt *route) cache.Upstream {
+func (bs *blobService) upstream(rt *route) cache.Upstream {
 	return cache.Upstream{
 		Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
-			resp, err := s.upstreamRequest(ctx, http.MethodGet, rt, nil, nil)
+			resp, err := bs.upstreams.request(ctx, http.MethodGet, rt, nil, nil)
 			if err != nil {
 				return nil, 0, err
 			}
 			if resp.StatusCode != http.StatusOK {
 				defer resp.Body.Close()
-				return nil, 0, readUpstreamError(rt.host, resp)
+				return nil, 0, readUpstreamError(rt.name.Host, resp)
 			}
-			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}, resp.ContentLength, nil
+			return &countingBody{ReadCloser: resp.Body, add: bs.metrics.upstreamBytes.WithLabelValues(bs.metrics.host(rt.name.Host)).Add}, resp.ContentLength, nil
 		},
 		Check: func(ctx context.Context) error {
-			_, err := s.headBlobUpstream(ctx, rt)
+			_, err := bs.headUpstream(ctx, rt)
 			return err
 		},
 	}
@@ -171,45 +188,45 @@ func (s *Server) blobUpstream(rt *route) cache.Upstream {
 
 // headBlobUpstream HEADs the blob upstream with this repository's
 // credentials and returns its size.
-func (s *Server) headBlobUpstream(ctx context.Context, rt *route) (int64, error) {
-	resp, err := s.upstreamRequest(ctx, http.MethodHead, rt, nil, nil)
+func (bs *blobService) headUpstream(ctx context.Context, rt *route) (int64, error) {
+	resp, err := bs.upstreams.request(ctx, http.MethodHead, rt, nil, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, readUpstreamError(rt.host, resp)
+		return 0, readUpstreamError(rt.name.Host, resp)
 	}
 	return resp.ContentLength, nil
 }
 
 // headBlob answers HEAD from the cache, or from an upstream HEAD (never a
 // download).
-func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
+func (bs *blobService) head(w http.ResponseWriter, r *http.Request, rt *route) {
 	ri := infoFrom(r.Context())
 	size := int64(-1)
-	if s.cache != nil {
-		if n, ok := s.cache.Stat(rt.host, rt.repository, rt.digest); ok {
+	if bs.cache != nil {
+		if n, ok := bs.cache.Stat(rt.name.Host, rt.name.Path, rt.digest); ok {
 			size = n
-			s.cacheResult(ri, "blob", "hit")
+			bs.metrics.cacheResult(ri, "blob", "hit")
 		}
 	}
 	if size < 0 {
-		n, err := s.headBlobUpstream(r.Context(), rt)
+		n, err := bs.headUpstream(r.Context(), rt)
 		if err != nil {
-			s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+			failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
 			return
 		}
 		size = n
-		if s.cache != nil {
+		if bs.cache != nil {
 			result := "miss"
-			if s.cache.Exists(rt.digest) {
+			if bs.cache.Exists(rt.digest) {
 				// The upstream just confirmed this repository has it.
-				if err := s.cache.Link(rt.host, rt.repository, rt.digest); err == nil {
+				if err := bs.cache.Link(rt.name.Host, rt.name.Path, rt.digest); err == nil {
 					result = "link"
 				}
 			}
-			s.cacheResult(ri, "blob", result)
+			bs.metrics.cacheResult(ri, "blob", result)
 		}
 	}
 	h := w.Header()
@@ -228,16 +245,16 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 // last chunk is held back until the digest matched, so a truncated or corrupt
 // upstream body never reaches the client complete. It reports whether the
 // upstream has the blob (it answered 200, 206, or 416 for a bad range).
-func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
+func (bs *blobService) passThrough(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
 	ri := infoFrom(r.Context())
-	s.cacheResult(ri, "blob", result)
+	bs.metrics.cacheResult(ri, "blob", result)
 	var hdr http.Header
 	if rg := r.Header.Get("Range"); rg != "" {
 		hdr = http.Header{"Range": {rg}}
 	}
-	resp, err := s.upstreamRequest(r.Context(), http.MethodGet, rt, nil, hdr)
+	resp, err := bs.upstreams.request(r.Context(), http.MethodGet, rt, nil, hdr)
 	if err != nil {
-		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
 		return false
 	}
 	defer resp.Body.Close()
@@ -247,7 +264,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
 			return true // the blob is there; only the range is wrong
 		}
-		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, readUpstreamError(rt.name.Host, resp), errcode.ErrorCodeBlobUnknown)
 		return false
 	}
 	h := w.Header()
@@ -270,11 +287,11 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 		h.Set("Content-Range", cr)
 	}
 	w.WriteHeader(resp.StatusCode)
-	idle := newIdleBody(resp.Body, s.bodyIdleTimeout)
+	idle := newIdleBody(resp.Body, bs.bodyIdleTimeout)
 	defer idle.stop()
-	body := &countingBody{ReadCloser: idle, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}
+	body := &countingBody{ReadCloser: idle, add: bs.metrics.upstreamBytes.WithLabelValues(bs.metrics.host(rt.name.Host)).Add}
 	before := bytesWritten(w)
-	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
+	defer func() { bs.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
 	if resp.StatusCode == http.StatusPartialContent {
 		if _, err := io.Copy(w, body); err != nil {
 			ri.err = err

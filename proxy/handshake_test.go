@@ -39,14 +39,14 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
 	errA := make(chan error, 1)
-	go func() { _, err := ups.client(ctxA, testHost, "team/app"); errA <- err }()
+	go func() { _, err := ups.client(ctxA, testRepo("team/app")); errA <- err }()
 	select {
 	case <-arrived:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handshake never reached the upstream")
 	}
 	errB := make(chan error, 1)
-	go func() { _, err := ups.client(context.Background(), testHost, "team/app"); errB <- err }()
+	go func() { _, err := ups.client(context.Background(), testRepo("team/app")); errB <- err }()
 	// Give B time to join A's handshake; if it has not, it shakes hands on
 	// its own and the test passes without proving anything, never falsely
 	// failing.

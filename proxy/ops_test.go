@@ -191,7 +191,7 @@ func TestParseRoute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rt.kind != tc.kind || rt.host != tc.host || rt.repository != tc.repo || rt.reference != tc.ref || (tc.kind != kindBase && rt.style != tc.style) {
+			if rt.kind != tc.kind || rt.name.Host != tc.host || rt.name.Path != tc.repo || rt.reference != tc.ref || (tc.kind != kindBase && rt.style != tc.style) {
 				t.Fatalf("got %+v", rt)
 			}
 		})

@@ -13,10 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	gocache "github.com/patrickmn/go-cache"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/spacelift-io/tollgate/config"
 	"github.com/spacelift-io/tollgate/proxy/cache"
@@ -57,10 +55,13 @@ type Options struct {
 
 // Server is the pull-through proxy. Its Handler serves the distribution API
 // under /v2/ and the operational endpoints /healthz, /readyz and /metrics.
+// It keeps the lifecycle and the routing; each API object has its service
+// (manifests, blobs, tags).
 type Server struct {
 	policy    Policy
-	upstreams *upstreams
-	cache     *cache.Cache
+	manifests *manifestService
+	blobs     *blobService
+	tags      *tagService
 	cacheDir  string
 	log       *slog.Logger
 	metrics   *metrics
@@ -78,16 +79,6 @@ type Server struct {
 	fillCtx    context.Context
 	cancelFill context.CancelFunc
 	handler    http.Handler
-	// tagLists holds full upstream tag lists briefly, for pagination.
-	tagLists *gocache.Cache
-	// manifestFlight merges concurrent identical upstream manifest requests.
-	manifestFlight singleflight.Group
-	// tagFlight merges concurrent fetches of one full tag list.
-	tagFlight singleflight.Group
-	// bodyIdleTimeout cuts a blob streamed straight from upstream (not
-	// through the cache, which has its own) when the upstream sends nothing
-	// for this long.
-	bodyIdleTimeout time.Duration
 }
 
 // New builds a Server.
@@ -109,18 +100,17 @@ func New(opts Options) (*Server, error) {
 	}
 	m := newMetrics()
 	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic, opts.IsNotFound)
+	ups := newUpstreams(opts.Endpoints, opts.Transport, creds, log, m)
 	s := &Server{
-		policy:    opts.Policy,
-		upstreams: newUpstreams(opts.Endpoints, opts.Transport, creds, log, m),
-		cache:     opts.Cache,
-		cacheDir:  opts.CacheDir,
-		log:       log,
-		metrics:   m,
-		shutdown:  opts.ShutdownTimeout,
-		tagLists:  gocache.New(tagListTTL, time.Minute),
-
-		bodyIdleTimeout: time.Minute,
+		policy:   opts.Policy,
+		cacheDir: opts.CacheDir,
+		log:      log,
+		metrics:  m,
+		shutdown: opts.ShutdownTimeout,
 	}
+	s.manifests = &manifestService{upstreams: ups, cache: opts.Cache, metrics: m, log: log}
+	s.blobs = &blobService{upstreams: ups, cache: opts.Cache, metrics: m, background: s.background, bodyIdleTimeout: time.Minute}
+	s.tags = newTagService(ups)
 	if opts.Cache != nil {
 		m.registry.MustRegister(cache.NewCollector(opts.Cache))
 	}

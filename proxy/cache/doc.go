@@ -57,9 +57,9 @@
 // upstream is unreachable or answers 429/5xx, to keep serving the last known
 // digest.
 //
-// Hosts must be canonical (allowlist.CanonicalHost) and repositories valid
-// distribution repository names; anything else is ErrInvalidName (they are
-// used as path components).
+// (host, repo) must be a canonical repository name, as name.New makes it
+// (the proxy passes the name.Repository its routing made); anything else is
+// ErrInvalidName (they are used as path components).
 //
 // # Guarantees
 //

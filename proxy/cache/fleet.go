@@ -62,7 +62,7 @@ func (fleetSource) rejected(digest.Digest) {}
 
 func (s fleetSource) open(ctx context.Context, f *fill, acc *access) (io.ReadCloser, int64, error) {
 	c := s.c
-	f.claim = c.opts.Fleet.Claim(ctx, f.owner.host, f.owner.repo, f.d)
+	f.claim = c.opts.Fleet.Claim(ctx, f.owner.Host, f.owner.Path, f.d)
 	if f.claim.Peer == nil {
 		return nil, 0, errNotHere // this host fills it
 	}
