@@ -548,3 +548,40 @@ func TestFleetCorruptPeerCopyNeverCommitted(t *testing.T) {
 		t.Errorf("the retry asked the fleet again (%v leases before, %v after)", leases, n)
 	}
 }
+
+// TestFleetRefusesAnExposedSecret: `tollgate proxy` will not start with a
+// fleet secret other users can read, and says what to do without showing
+// the secret.
+func TestFleetRefusesAnExposedSecret(t *testing.T) {
+	t.Parallel()
+	bin := harness.BuildBinaries(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "fleet.secret")
+	if err := os.WriteFile(secret, []byte(fleetSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secret, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := harness.ProxyConfig{
+		Allowlist:  []string{pubHost},
+		CacheDir:   filepath.Join(dir, "cache"),
+		ProxyExtra: fmt.Sprintf("  fleet:\n    listen: \"127.0.0.10:%d\"\n    secret_file: %q\n    lease: redis://127.0.0.1:1/0\n", loopbackPort(t, "127.0.0.10"), secret),
+	}
+	conf := filepath.Join(dir, "tollgate.yaml")
+	if err := os.WriteFile(conf, []byte(cfg.YAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := harness.Run(testCtx(t, time.Minute), nil, filepath.Join(bin, "tollgate"), "proxy", "--config", conf,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
+	if err == nil {
+		t.Fatal("the proxy started with a world-readable fleet secret")
+	}
+	out := err.Error() // with the process's stderr
+	if !strings.Contains(out, "readable by other users") || !strings.Contains(out, "chmod 600") {
+		t.Errorf("the refusal does not say what is wrong and what to do:\n%s", out)
+	}
+	if strings.Contains(out, fleetSecret) {
+		t.Error("the refusal shows the secret")
+	}
+}
