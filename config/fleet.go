@@ -81,8 +81,12 @@ func (c *Config) validateFleet() []FieldError {
 	}
 	switch {
 	case f.Lease == FleetLeaseShared:
-		if c.Proxy.Shared == nil || c.Proxy.Shared.Driver == "" {
+		switch d := c.sharedDriver(); d {
+		case "":
 			bad(`lease "shared" keeps the leases in the shared tier, and proxy.shared has no driver: configure proxy.shared (driver s3), or name a Redis: lease: redis://HOST:6379/0`, "lease")
+		case "s3", "s3-aws":
+		default:
+			bad(fmt.Sprintf(`lease "shared" needs conditional writes, which tollgate uses on the s3 driver only (proxy.shared.driver is %q): name a Redis, lease: redis://HOST:6379/0`, d), "lease")
 		}
 	case strings.HasPrefix(f.Lease, "redis://") || strings.HasPrefix(f.Lease, "rediss://"):
 		if u, err := url.Parse(f.Lease); err != nil || u.Host == "" {
@@ -119,4 +123,11 @@ func sameListener(a, b string) bool {
 		return aa.Unmap() == ab.Unmap()
 	}
 	return strings.EqualFold(ha, hb)
+}
+
+func (c *Config) sharedDriver() string {
+	if c.Proxy.Shared == nil {
+		return ""
+	}
+	return c.Proxy.Shared.Driver
 }

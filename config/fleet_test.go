@@ -28,6 +28,8 @@ func TestFleetConfig(t *testing.T) {
 		{"advertise with path", "proxy:\n" + s3 + "  fleet:\n    listen: 10.0.0.5:5001\n    advertise: http://10.0.0.5:5001/v2\n    secret_file: /s\n", "scheme, host and port only", "", ""},
 		{"advertise unspecified", "proxy:\n" + s3 + "  fleet:\n    listen: 10.0.0.5:5001\n    advertise: http://0.0.0.0:5001\n    secret_file: /s\n", "names no host", "", ""},
 		{"shared lease without a tier", "proxy:\n  fleet:\n    listen: 10.0.0.5:5001\n    secret_file: /s\n", "proxy.shared has no driver", "", ""},
+		{"shared lease on a filesystem tier", "proxy:\n  shared: {driver: filesystem, parameters: {rootdirectory: /mnt/t}}\n  fleet:\n    listen: 10.0.0.5:5001\n    secret_file: /s\n", "s3 driver only", "", ""},
+		{"redis lease on a filesystem tier", "proxy:\n  shared: {driver: filesystem, parameters: {rootdirectory: /mnt/t}}\n  fleet:\n    listen: 10.0.0.5:5001\n    secret_file: /s\n    lease: redis://10.0.0.9:6379/0\n", "", "http://10.0.0.5:5001", "redis://10.0.0.9:6379/0"},
 		{"unknown lease", "proxy:\n" + s3 + "  fleet:\n    listen: 10.0.0.5:5001\n    secret_file: /s\n    lease: etcd://10.0.0.9\n", "use \"shared\"", "", ""},
 		{"redis lease with a password", "proxy:\n  fleet:\n    listen: 10.0.0.5:5001\n    secret_file: /s\n    lease: 'redis://:hunter2@/0'\n", "not a URL", "", ""},
 		{"unknown key", "proxy:\n  fleet:\n    listen: 10.0.0.5:5001\n    secret: /s\n", "unknown key \"secret\" in proxy.fleet", "", ""},
