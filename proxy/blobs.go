@@ -200,34 +200,16 @@ func (bs *blobService) headUpstream(ctx context.Context, rt *route) (int64, erro
 	return resp.ContentLength, nil
 }
 
-// headBlob answers HEAD from the cache, or from an upstream HEAD (never a
+// head answers HEAD from the cache, or from an upstream HEAD (never a
 // download).
 func (bs *blobService) head(w http.ResponseWriter, r *http.Request, rt *route) {
-	ri := infoFrom(r.Context())
-	size := int64(-1)
-	if bs.cache != nil {
-		if n, ok := bs.cache.Stat(rt.name.Host, rt.name.Path, rt.digest); ok {
-			size = n
-			bs.metrics.cacheResult(ri, "blob", "hit")
-		}
+	size, result, err := bs.headSize(r.Context(), rt)
+	if err != nil {
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		return
 	}
-	if size < 0 {
-		n, err := bs.headUpstream(r.Context(), rt)
-		if err != nil {
-			failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
-			return
-		}
-		size = n
-		if bs.cache != nil {
-			result := "miss"
-			if bs.cache.Exists(rt.digest) {
-				// The upstream just confirmed this repository has it.
-				if err := bs.cache.Link(rt.name.Host, rt.name.Path, rt.digest); err == nil {
-					result = "link"
-				}
-			}
-			bs.metrics.cacheResult(ri, "blob", result)
-		}
+	if result != "" {
+		bs.metrics.cacheResult(infoFrom(r.Context()), "blob", result)
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
@@ -240,7 +222,40 @@ func (bs *blobService) head(w http.ResponseWriter, r *http.Request, rt *route) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// passThroughBlob streams a blob (or the requested range of it) from
+// headSize is the blob's size: from the cache when it holds the blob for
+// this repository; else from the upstream's HEAD, which also admits the
+// repository to a copy the cache holds for another (cache.Admit). result
+// is how the cache answered ("" without a cache).
+func (bs *blobService) headSize(ctx context.Context, rt *route) (size int64, result string, err error) {
+	if bs.cache == nil {
+		size, err = bs.headUpstream(ctx, rt)
+		return size, "", err
+	}
+	if n, ok := bs.cache.Stat(rt.name.Host, rt.name.Path, rt.digest); ok {
+		return n, "hit", nil
+	}
+	asked := false
+	size = -1
+	n, err := bs.cache.Admit(ctx, rt.name.Host, rt.name.Path, rt.digest, func(ctx context.Context) (err error) {
+		asked = true
+		size, err = bs.headUpstream(ctx, rt)
+		return err
+	})
+	switch {
+	case err == nil && asked:
+		return size, "link", nil
+	case err == nil:
+		return n, "hit", nil // linked meanwhile
+	case !errors.Is(err, cache.ErrNotFound):
+		return 0, "", err // the upstream refused this repository
+	case asked:
+		return size, "miss", nil // proven, but evicted meanwhile
+	}
+	size, err = bs.headUpstream(ctx, rt)
+	return size, "miss", err
+}
+
+// passThrough streams a blob (or the requested range of it) from
 // upstream without caching it. A whole blob is verified as it streams and its
 // last chunk is held back until the digest matched, so a truncated or corrupt
 // upstream body never reaches the client complete. It reports whether the

@@ -114,20 +114,22 @@ func (ms *manifestService) byDigest(ctx context.Context, method string, rt *rout
 
 // admit serves a manifest cached for another repository once the upstream
 // confirmed (a HEAD with this repository's credentials) that this one has
-// it. It returns nil, nil when the cache cannot serve it.
+// it (cache.AdmitManifest). It returns nil, nil when the cache cannot serve
+// it; the upstream's refusal is an error.
 func (ms *manifestService) admit(ctx context.Context, rt *route, accept []string) (*manifest, error) {
-	if !ms.cache.Exists(rt.digest) {
+	err := ms.cache.AdmitManifest(ctx, rt.name.Host, rt.name.Path, rt.digest, func(ctx context.Context) (string, error) {
+		// By digest, head answers only for rt.digest itself.
+		hm, err := ms.head(ctx, rt, accept)
+		if err != nil {
+			return "", err
+		}
+		return hm.declaredType, nil
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
 		return nil, nil
-	}
-	hm, err := ms.head(ctx, rt, accept)
-	if err != nil {
+	case err != nil:
 		return nil, err
-	}
-	if hm.digest != rt.digest {
-		return nil, nil
-	}
-	if err := ms.cache.LinkManifest(rt.name.Host, rt.name.Path, rt.digest, hm.declaredType); err != nil {
-		return nil, nil
 	}
 	cm, err := ms.cache.GetManifest(rt.name.Host, rt.name.Path, rt.digest)
 	if err != nil {

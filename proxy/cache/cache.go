@@ -247,8 +247,9 @@ func (c *Cache) Exists(d digest.Digest) bool {
 
 // Link records that (host, repo) may read blob d. Call it only after the
 // upstream confirmed, with that repository's credentials, that the
-// repository has the blob (a HEAD answered 200). It fails with ErrNotFound
-// when d is not committed (it may be being filled: use Fetch with a Check).
+// repository has the blob (a HEAD answered 200); Admit does both. It fails
+// with ErrNotFound when d is not committed (it may be being filled: use
+// Fetch with a Check).
 func (c *Cache) Link(host, repo string, d digest.Digest) error {
 	s, err := newScope(host, repo)
 	if err != nil {
