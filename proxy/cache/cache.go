@@ -74,6 +74,11 @@ type Options struct {
 	// or hangs (an NFS server gone away) never holds a pull. Default 5
 	// seconds.
 	SharedTimeout time.Duration
+	// Mode, when set, is checked against (and recorded in) the directory
+	// before anything in it is used: a public cache refuses a directory
+	// that holds private content (ErrPrivateContent). "" leaves the
+	// directory's record alone.
+	Mode Mode
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -165,6 +170,12 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: directory %s: %w (it belongs to another user: run the proxy as that user, or chown -R the directory to the user the proxy runs as)", dir, err)
 	case err != nil:
 		return nil, fmt.Errorf("cache: directory %s: %w", dir, err)
+	}
+	if opts.Mode != "" {
+		if err := claimMode(dir, opts.Mode); err != nil {
+			_ = lock.Unlock()
+			return nil, err
+		}
 	}
 	c := &Cache{
 		opts:    opts,

@@ -8,6 +8,12 @@
 //	c, err := cache.Open(ctx, cache.Options{Dir: dir, MaxSize: 50 << 30})
 //	defer c.Close(shutdownCtx)
 //
+// The cache owns its directory: Options.Mode is checked against the
+// directory's record (a public cache refuses one a private proxy filled:
+// ErrPrivateContent) before anything in it is used, CheckWritable answers
+// the proxy's readiness probe, and MaxSize and MaxManifestSize are its
+// limits.
+//
 // Blobs. GET of a blob:
 //
 //	r, err := c.Fetch(req.Context(), host, repo, dgst, size /* -1 if unknown */, cache.Upstream{
