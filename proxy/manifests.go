@@ -18,9 +18,6 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-// maxManifestSize bounds what is read from an upstream manifest response.
-const maxManifestSize = cache.MaxManifestSize
-
 // manifestFlightTimeout bounds a shared manifest request, which no single
 // client's hangup cancels.
 const manifestFlightTimeout = 2 * time.Minute
@@ -114,20 +111,22 @@ func (ms *manifestService) byDigest(ctx context.Context, method string, rt *rout
 
 // admit serves a manifest cached for another repository once the upstream
 // confirmed (a HEAD with this repository's credentials) that this one has
-// it. It returns nil, nil when the cache cannot serve it.
+// it (cache.AdmitManifest). It returns nil, nil when the cache cannot serve
+// it; the upstream's refusal is an error.
 func (ms *manifestService) admit(ctx context.Context, rt *route, accept []string) (*manifest, error) {
-	if !ms.cache.Exists(rt.digest) {
+	err := ms.cache.AdmitManifest(ctx, rt.name.Host, rt.name.Path, rt.digest, func(ctx context.Context) (string, error) {
+		// By digest, head answers only for rt.digest itself.
+		hm, err := ms.head(ctx, rt, accept)
+		if err != nil {
+			return "", err
+		}
+		return hm.declaredType, nil
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
 		return nil, nil
-	}
-	hm, err := ms.head(ctx, rt, accept)
-	if err != nil {
+	case err != nil:
 		return nil, err
-	}
-	if hm.digest != rt.digest {
-		return nil, nil
-	}
-	if err := ms.cache.LinkManifest(rt.name.Host, rt.name.Path, rt.digest, hm.declaredType); err != nil {
-		return nil, nil
 	}
 	cm, err := ms.cache.GetManifest(rt.name.Host, rt.name.Path, rt.digest)
 	if err != nil {
@@ -337,7 +336,9 @@ func (ms *manifestService) fetchOnce(ctx context.Context, rt *route, accept []st
 	if resp.StatusCode != http.StatusOK {
 		return nil, readUpstreamError(rt.name.Host, resp)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	// The cache's manifest bound (distribution's and containerd's 4 MiB)
+	// bounds what is read, cached or not.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, cache.MaxManifestSize+1))
 	ms.metrics.upstreamBytes.WithLabelValues(ms.metrics.host(rt.name.Host)).Add(float64(len(data)))
 	if err != nil {
 		return nil, &unreachableError{Host: rt.name.Host, Err: fmt.Errorf("reading manifest: %w", err)}
@@ -355,8 +356,8 @@ func (ms *manifestService) fetchOnce(ctx context.Context, rt *route, accept []st
 // digest) or the one the upstream announced (by tag).
 func verifyManifest(rt *route, resp *http.Response, data []byte) (*manifest, error) {
 	host := rt.name.Host
-	if len(data) > maxManifestSize {
-		return nil, badUpstream(host, errcode.ErrorCodeManifestInvalid, fmt.Sprintf("upstream manifest is larger than %d bytes", maxManifestSize))
+	if len(data) > cache.MaxManifestSize {
+		return nil, badUpstream(host, errcode.ErrorCodeManifestInvalid, fmt.Sprintf("upstream manifest is larger than %d bytes", cache.MaxManifestSize))
 	}
 	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
 		return nil, badUpstream(host, errcode.ErrorCodeManifestInvalid, "upstream manifest response was truncated")

@@ -22,7 +22,6 @@ func TestHealthReadyMetrics(t *testing.T) {
 	up.push(t, "team/app", "v1", randomImage(t, 1024, 1), nil)
 	dir := filepath.Join(t.TempDir(), "cache")
 	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}, cacheDir: dir, allow: []string{testHost + "/team/*"}})
-	p.srv.cacheDir = dir
 
 	resp, body := p.do(t, http.MethodGet, "/healthz", nil)
 	if resp.StatusCode != http.StatusOK {
@@ -48,9 +47,15 @@ func TestHealthReadyMetrics(t *testing.T) {
 			t.Fatalf("readyz with a read-only cache: %d %s", resp.StatusCode, body)
 		}
 	} else {
-		p.srv.cacheDir = filepath.Join(dir, "missing", "dir")
+		// Root writes anywhere: take the directory away instead.
+		moved := dir + ".moved"
+		if err := os.Rename(dir, moved); err != nil {
+			t.Fatal(err)
+		}
 		resp, _ = p.do(t, http.MethodGet, "/readyz", nil)
-		p.srv.cacheDir = dir
+		if err := os.Rename(moved, dir); err != nil {
+			t.Fatal(err)
+		}
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("readyz with a missing cache dir: %d", resp.StatusCode)
 		}

@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +36,9 @@ type Options struct {
 	// -> endpoint).
 	Endpoints map[string]Endpoint
 	// Cache stores verified content; nil serves everything from upstream.
+	// It owns its directory: the mode record (cache.Options.Mode), the
+	// writability /readyz asks about, the size limits.
 	Cache *cache.Cache
-	// CacheDir is checked for writability by /readyz ("" skips the check).
-	CacheDir string
 	// Transport is the HTTP transport under all upstream traffic; nil uses
 	// one with the system trust store and bounded dial/header timeouts.
 	Transport *http.Transport
@@ -62,7 +60,7 @@ type Server struct {
 	manifests *manifestService
 	blobs     *blobService
 	tags      *tagService
-	cacheDir  string
+	cache     *cache.Cache
 	log       *slog.Logger
 	metrics   *metrics
 	shutdown  time.Duration
@@ -103,7 +101,7 @@ func New(opts Options) (*Server, error) {
 	ups := newUpstreams(opts.Endpoints, opts.Transport, creds, log, m)
 	s := &Server{
 		policy:   opts.Policy,
-		cacheDir: opts.CacheDir,
+		cache:    opts.Cache,
 		log:      log,
 		metrics:  m,
 		shutdown: opts.ShutdownTimeout,
@@ -183,8 +181,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz reports ready when the server is listening and the cache directory
-// accepts writes.
+// readyz reports ready when the server is listening and the cache says its
+// directory accepts writes.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !s.listening.Load() {
@@ -192,26 +190,14 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("not listening\n"))
 		return
 	}
-	if s.cacheDir != "" {
-		if err := checkWritable(s.cacheDir); err != nil {
+	if s.cache != nil {
+		if err := s.cache.CheckWritable(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, "cache directory not writable: %v\n", err)
 			return
 		}
 	}
 	_, _ = w.Write([]byte("ready\n"))
-}
-
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".readyz-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	_, werr := f.Write([]byte("ok"))
-	cerr := f.Close()
-	rerr := os.Remove(filepath.Clean(name))
-	return errors.Join(werr, cerr, rerr)
 }
 
 // background runs fn outside any client request, tracked for shutdown.

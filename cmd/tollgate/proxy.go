@@ -87,7 +87,12 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("proxy.cache.maxsize: %w", err)
 	}
-	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log}
+	// The cache refuses, in public mode, a directory a private proxy
+	// filled (checked under its lock, before it touches anything).
+	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Mode: cache.ModePrivate, Logger: log}
+	if cfg.Mode == config.ModePublic {
+		copts.Mode = cache.ModePublic
+	}
 	if sh := cfg.Proxy.Shared; sh != nil && sh.Driver != "" {
 		tier, err := cache.OpenDriverTier(ctx, sh.Driver, sh.Parameters)
 		if err != nil {
@@ -107,12 +112,6 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	store, err := cache.Open(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("opening the cache in %s: %w", cfg.Proxy.Cache.Dir, err)
-	}
-	// Checked while holding the cache's lock, so no private proxy can be
-	// filling the directory meanwhile.
-	if err := proxy.CheckCacheMode(cfg.Proxy.Cache.Dir, cfg.Mode); err != nil {
-		_ = store.Close(ctx)
-		return err
 	}
 	// The whole shutdown, server and cache fills alike, is bounded by
 	// proxy.shutdown_timeout from the signal on.
@@ -137,7 +136,6 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		Mode:            cfg.Mode,
 		Endpoints:       endpoints,
 		Cache:           store,
-		CacheDir:        cfg.Proxy.Cache.Dir,
 		Logger:          log,
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
 	}

@@ -78,6 +78,11 @@ type Options struct {
 	// shared tier, before the upstream: it picks one filler per blob across
 	// the hosts of a fleet, and the others stream from it (see Fleet).
 	Fleet Fleet
+	// Mode, when set, is checked against (and recorded in) the directory
+	// before anything in it is used: a public cache refuses a directory
+	// that holds private content (ErrPrivateContent). "" leaves the
+	// directory's record alone.
+	Mode Mode
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -170,6 +175,12 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	case err != nil:
 		return nil, fmt.Errorf("cache: directory %s: %w", dir, err)
 	}
+	if opts.Mode != "" {
+		if err := claimMode(dir, opts.Mode); err != nil {
+			_ = lock.Unlock()
+			return nil, err
+		}
+	}
 	c := &Cache{
 		opts:    opts,
 		dir:     dir,
@@ -251,8 +262,9 @@ func (c *Cache) Exists(d digest.Digest) bool {
 
 // Link records that (host, repo) may read blob d. Call it only after the
 // upstream confirmed, with that repository's credentials, that the
-// repository has the blob (a HEAD answered 200). It fails with ErrNotFound
-// when d is not committed (it may be being filled: use Fetch with a Check).
+// repository has the blob (a HEAD answered 200); Admit does both. It fails
+// with ErrNotFound when d is not committed (it may be being filled: use
+// Fetch with a Check).
 func (c *Cache) Link(host, repo string, d digest.Digest) error {
 	s, err := newScope(host, repo)
 	if err != nil {

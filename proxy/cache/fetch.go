@@ -45,14 +45,18 @@ func (u Upstream) check(ctx context.Context) error {
 	return body.Close()
 }
 
-// access is one repository's standing to read a digest. The rule it keeps:
-// a repository reads content that is cached, or being filled, for another
-// repository, or held in the shared tier, only after the upstream confirmed
-// (Upstream.Check, with this repository's credentials) that the repository
-// has it. Knowing a digest is not enough. A link records a past proof.
+// access is one repository's standing to read a digest, and the rule it
+// keeps, in this one place: a repository reads content that is cached, or
+// being filled, for another repository, or held in the shared tier, only
+// after the upstream confirmed (check: Upstream.Check, a HEAD with this
+// repository's credentials) that the repository has it. Knowing a digest
+// is not enough. A link records a past proof. Every path to such content
+// goes through prove: Fetch (blob GET, Range), Admit (blob HEAD),
+// AdmitManifest (manifest by digest), and the shared tier's source.
 type access struct {
-	scope  scope
-	up     Upstream
+	scope scope
+	// check asks the upstream; nil means the repository has the content.
+	check  func(ctx context.Context) error
 	proven bool
 }
 
@@ -61,11 +65,93 @@ func (a *access) prove(ctx context.Context, d digest.Digest) error {
 	if a.proven {
 		return nil
 	}
-	if err := a.up.check(ctx); err != nil {
+	if err := a.check(ctx); err != nil {
 		return fmt.Errorf("cache: %s has no access to %s: %w", a.scope, d, err)
 	}
 	a.proven = true
 	return nil
+}
+
+// admit links committed content d to acc's repository once it proved
+// access. ErrNotFound: d is no longer committed.
+func (c *Cache) admit(ctx context.Context, acc *access, d digest.Digest, k kind, mediaType func() string) error {
+	if err := acc.prove(ctx, d); err != nil {
+		return err
+	}
+	mt := ""
+	if mediaType != nil {
+		mt = mediaType()
+	}
+	return c.addLink(acc.scope, d, k, mt)
+}
+
+// Admit returns the size of blob d for (host, repo): at once if it is
+// linked to the repository, else, when it is committed for another
+// repository, once check (the upstream's answer for this repository, with
+// its credentials: a HEAD that answered 200) says the repository has it;
+// the repository is then linked. An error from check is returned wrapped.
+// ErrNotFound: d is not committed (check is not called; a fill in
+// progress links the repositories that read it through Fetch).
+func (c *Cache) Admit(ctx context.Context, host, repo string, d digest.Digest, check func(ctx context.Context) error) (int64, error) {
+	s, err := newScope(host, repo)
+	if err != nil {
+		return 0, err
+	}
+	if err := checkDigest(d); err != nil {
+		return 0, err
+	}
+	size, linked, err := c.committed(s, d, kindBlob)
+	if err != nil || linked {
+		return size, err
+	}
+	if err := c.admit(ctx, &access{scope: s, check: check}, d, kindBlob, nil); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// AdmitManifest is Admit for a manifest: check returns the media type the
+// upstream gave it in this repository ("" keeps the type it was stored
+// with). Any reason the cache cannot serve it to the repository after the
+// proof (evicted, no usable media type) is ErrNotFound; read it with
+// GetManifest.
+func (c *Cache) AdmitManifest(ctx context.Context, host, repo string, d digest.Digest, check func(ctx context.Context) (mediaType string, err error)) error {
+	s, err := newScope(host, repo)
+	if err != nil {
+		return err
+	}
+	if err := checkDigest(d); err != nil {
+		return err
+	}
+	_, linked, err := c.committed(s, d, kindManifest)
+	if err != nil || linked {
+		return err
+	}
+	var mt string
+	acc := &access{scope: s, check: func(ctx context.Context) (err error) {
+		mt, err = check(ctx)
+		return err
+	}}
+	if err := acc.prove(ctx, d); err != nil {
+		return err
+	}
+	if err := c.admit(ctx, acc, d, kindManifest, func() string { return mt }); err != nil {
+		return fmt.Errorf("manifest %s in %s: %w (%w)", d, s, ErrNotFound, err)
+	}
+	return nil
+}
+
+// committed reports the size of committed content d and whether it is
+// linked to s as k; ErrNotFound if it is not committed.
+func (c *Cache) committed(s scope, d digest.Digest, k kind) (size int64, linked bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[d]
+	if e == nil {
+		return 0, false, fmt.Errorf("%s: %w", d, ErrNotFound)
+	}
+	_, linked = e.links[link{s, k}]
+	return e.size, linked, nil
 }
 
 // errLookAgain: the state Fetch looked at changed under it (content
@@ -105,9 +191,9 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 	if up.Open == nil {
 		return nil, errors.New("cache: Fetch needs Upstream.Open")
 	}
-	acc := &access{scope: s, up: up}
+	acc := &access{scope: s, check: up.check}
 	for look := 0; look <= maxLooks; look++ {
-		r, err := c.fetchOnce(ctx, d, size, acc)
+		r, err := c.fetchOnce(ctx, d, size, acc, up)
 		if !errors.Is(err, errLookAgain) {
 			return r, err
 		}
@@ -117,7 +203,7 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 
 // fetchOnce reads d from the first of: the committed content, the fill in
 // progress, a new fill.
-func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc *access) (*Reader, error) {
+func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc *access, up Upstream) (*Reader, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -129,7 +215,7 @@ func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc 
 	if f := c.fills[d]; f != nil {
 		return c.joinFill(ctx, f, acc)
 	}
-	return c.startFill(ctx, d, size, acc)
+	return c.startFill(ctx, d, size, acc, up)
 }
 
 // readCommitted opens committed content for acc's repository, proving
@@ -147,10 +233,7 @@ func (c *Cache) readCommitted(ctx context.Context, e *entry, acc *access) (*Read
 		return r, err
 	}
 	c.mu.Unlock()
-	if err := acc.prove(ctx, e.d); err != nil {
-		return nil, err
-	}
-	if err := c.addLink(acc.scope, e.d, kindBlob, ""); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := c.admit(ctx, acc, e.d, kindBlob, nil); err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
 	return nil, errLookAgain
@@ -184,7 +267,7 @@ func (c *Cache) joinFill(ctx context.Context, f *fill, acc *access) (*Reader, er
 
 // startFill starts the one fill of d and streams from it. Called with c.mu
 // held; unlocks it.
-func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc *access) (*Reader, error) {
+func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc *access, up Upstream) (*Reader, error) {
 	f := &fill{
 		d:        d,
 		owner:    acc.scope,
@@ -198,7 +281,7 @@ func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc 
 	c.fillWG.Add(1)
 	c.mu.Unlock()
 	c.stats.misses.Add(1)
-	go c.runFill(f, *acc)
+	go c.runFill(f, *acc, up)
 	return c.streamReader(ctx, f)
 }
 
