@@ -42,6 +42,10 @@ type fleetOptions struct {
 	secret map[int]string
 	// allowlist; default pubHost.
 	allowlist []string
+	// tier, when set, is the proxy.shared section's YAML (indented two
+	// spaces, with its "shared:" key) and lease the proxy.fleet.lease
+	// value; default a filesystem tier and the fleet's redis-server.
+	tier, lease string
 }
 
 type testFleet struct {
@@ -81,9 +85,16 @@ func writeSecret(t *testing.T, secret string) string {
 
 func startFleet(t *testing.T, o fleetOptions) *testFleet {
 	t.Helper()
-	harness.RequireCommands(t, "redis-server", "docker-registry")
+	harness.RequireCommands(t, "docker-registry")
 	bin := harness.BuildBinaries(t)
-	f := &testFleet{reg: harness.StartRegistry(t, o.registry), redis: harness.StartRedis(t), shared: filepath.Join(t.TempDir(), "shared")}
+	f := &testFleet{reg: harness.StartRegistry(t, o.registry), shared: filepath.Join(t.TempDir(), "shared")}
+	if o.tier == "" {
+		o.tier = fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", f.shared)
+	}
+	if o.lease == "" {
+		f.redis = harness.StartRedis(t)
+		o.lease = f.redis.URL
+	}
 	f.relay = harness.StartRelay(t, f.reg.Host, o.rate)
 	if o.allowlist == nil {
 		o.allowlist = []string{pubHost}
@@ -102,8 +113,7 @@ func startFleet(t *testing.T, o fleetOptions) *testFleet {
 		px := harness.StartProxy(t, bin, harness.ProxyConfig{
 			Allowlist: o.allowlist,
 			Upstreams: map[string]string{pubHost: f.relay.URL},
-			ProxyExtra: fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n"+
-				"  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", f.shared, listen, secrets[s], f.redis.URL),
+			ProxyExtra: o.tier + fmt.Sprintf("  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", listen, secrets[s], o.lease),
 		}, o.env[i]...)
 		f.proxies = append(f.proxies, &fleetHost{Proxy: px, peerURL: "http://" + listen})
 	}
