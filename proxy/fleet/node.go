@@ -253,8 +253,17 @@ func (h *held) release() {
 }
 
 // Ping checks that the peer at base (its advertised URL) is reachable and
-// accepts this host's signature. For `tollgate doctor`.
+// accepts this host's signature.
 func (n *Node) Ping(ctx context.Context, base string) error { return n.client.ping(ctx, base) }
+
+// Ping checks, without a Node (for `tollgate doctor`), that the peer
+// listener at base (http://10.0.0.5:5001) is reachable and accepts requests
+// signed with secret for mode: nil, or an error wrapping ErrPeer that says
+// whether it could not be reached or refused the signature.
+func Ping(ctx context.Context, secret Secret, mode, base string) error {
+	sign := signer{secret: secret, mode: mode, now: time.Now}
+	return newClient(sign, newMetrics(), nil).ping(ctx, base)
+}
 
 // Serve answers the peer protocol on ln with blobs from the local cache
 // until ctx ends. ln must be the fleet's own listener (proxy.fleet.listen),

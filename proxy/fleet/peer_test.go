@@ -210,6 +210,13 @@ func TestPeerStreamsCommittedAndFillingBlobs(t *testing.T) {
 	if err := p.client.ping(ctx, p.url); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
+	secret, _ := NewSecret([]byte(testKey))
+	if err := Ping(ctx, secret, "private", p.url); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if err := Ping(ctx, secret, "public", p.url); !errors.Is(err, ErrPeer) || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("Ping in another mode: %v, want a 403", err)
+	}
 }
 
 func TestPeerRefusesNonMembersBeforeAnything(t *testing.T) {
