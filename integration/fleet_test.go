@@ -111,8 +111,8 @@ func startFleet(t *testing.T, o fleetOptions) *testFleet {
 		ip := fmt.Sprintf("127.0.0.%d", 10+i)
 		listen := fmt.Sprintf("%s:%d", ip, loopbackPort(t, ip))
 		px := harness.StartProxy(t, bin, harness.ProxyConfig{
-			Allowlist: o.allowlist,
-			Upstreams: map[string]string{pubHost: f.relay.URL},
+			Allowlist:  o.allowlist,
+			Upstreams:  map[string]string{pubHost: f.relay.URL},
 			ProxyExtra: o.tier + fmt.Sprintf("  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", listen, secrets[s], o.lease),
 		}, o.env[i]...)
 		f.proxies = append(f.proxies, &fleetHost{Proxy: px, peerURL: "http://" + listen})
