@@ -26,8 +26,9 @@
 //
 // A holder killed mid-fill costs its followers one upstream download each
 // (they do not wait for the lease to expire); hosts that miss later find
-// the lease held by the dead host until it expires, fail to reach it at
-// once (connection refused) and go upstream too.
+// the lease held by the dead host until it expires, fail to reach it
+// (connection refused, or the 2 s dial timeout when the machine is gone)
+// and go upstream too.
 //
 // # The peer protocol
 //
