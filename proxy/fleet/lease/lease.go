@@ -47,7 +47,9 @@ type Store interface {
 	// when the lease is ours, (theirs, ErrHeld) when another holder's
 	// lease has not expired.
 	Acquire(ctx context.Context, key, holder string, ttl time.Duration) (Lease, error)
-	// Renew extends a lease of ours to ttl from now, or says ErrLost.
+	// Renew extends a lease of ours to ttl from now, or says ErrLost. The
+	// returned Lease replaces l: later Renew and Release calls must be
+	// given it (an engine may version every write).
 	Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// Release ends a lease of ours at once, so that the next Acquire of
 	// its key succeeds; ErrLost if it was no longer ours.
@@ -77,7 +79,11 @@ func Open(ctx context.Context, spec, namespace, sharedDriver string, sharedParam
 	case spec == "" || spec == SpecShared:
 		return openShared(ctx, namespace, sharedDriver, sharedParams)
 	case strings.HasPrefix(spec, "redis://") || strings.HasPrefix(spec, "rediss://"):
-		return openRedis(spec, namespace)
+		s, err := openRedis(spec, namespace)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("lease: unknown lease store %q: use %q (the shared tier's object store) or redis://HOST:PORT/DB", redactURL(spec), SpecShared)
 	}
@@ -86,7 +92,11 @@ func Open(ctx context.Context, spec, namespace, sharedDriver string, sharedParam
 func openShared(ctx context.Context, namespace, driver string, params map[string]any) (Store, error) {
 	switch driver {
 	case "s3", "s3-aws":
-		return openS3(ctx, namespace, params)
+		s, err := openS3(ctx, namespace, params)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "":
 		return nil, errors.New("lease: proxy.fleet.lease is \"shared\" but there is no shared tier: configure proxy.shared (driver s3) or name a Redis, lease: redis://HOST:6379/0")
 	default:

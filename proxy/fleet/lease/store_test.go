@@ -40,6 +40,7 @@ func holderURL(i int) string { return fmt.Sprintf("http://10.0.0.%d:5001", i) }
 func testStore(t *testing.T, e engine) {
 	t.Run("OneWinnerPerKey", func(t *testing.T) { testOneWinner(t, e) })
 	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) { testTakeover(t, e) })
+	t.Run("OneWinnerPerTakeover", func(t *testing.T) { testConcurrentTakeover(t, e) })
 	t.Run("RenewKeepsIt", func(t *testing.T) { testRenew(t, e) })
 	t.Run("ReleaseFreesIt", func(t *testing.T) { testRelease(t, e) })
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { testNamespaces(t, e) })
@@ -156,6 +157,70 @@ func testTakeover(t *testing.T, e engine) {
 	}
 }
 
+// testConcurrentTakeover: when a lease expires, many hosts try to take it
+// over at the same moment, for several keys at once; exactly one of them
+// gets each.
+func testConcurrentTakeover(t *testing.T, e engine) {
+	const hosts, keys = 6, 5
+	dead := e.host(t, "takeover-race")
+	stores := make([]lease.Store, hosts)
+	for i := range stores {
+		stores[i] = e.host(t, "takeover-race")
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	var last time.Time
+	for k := 0; k < keys; k++ {
+		l, err := dead.Acquire(ctx, fmt.Sprintf("sha256:dead%d", k), holderURL(99), e.ttl)
+		if err != nil {
+			t.Fatalf("acquire: %v", err)
+		}
+		last = l.Expires
+	}
+	// Everyone polls until one of them gets each key; all polls of a round
+	// start together, so the takeover writes race.
+	winners := make([][]int, keys)
+	testwait.Eventually(t, e.ttl+15*time.Second, func() error {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for k := 0; k < keys; k++ {
+			for h := 0; h < hosts; h++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l, err := stores[h].Acquire(ctx, fmt.Sprintf("sha256:dead%d", k), holderURL(h), time.Minute)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						winners[k] = append(winners[k], h)
+					case errors.Is(err, lease.ErrHeld):
+						if l.Holder == "" {
+							t.Errorf("key %d host %d: ErrHeld without a holder", k, h)
+						}
+					default:
+						t.Errorf("key %d host %d: %v", k, h, err)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		for k, w := range winners {
+			if len(w) == 0 {
+				return fmt.Errorf("key %d not taken over yet", k)
+			}
+		}
+		return nil
+	})
+	if time.Now().Before(last) {
+		t.Errorf("taken over before the dead holder's lease expired")
+	}
+	for k, w := range winners {
+		if len(w) != 1 {
+			t.Errorf("key %d: hosts %v all took the expired lease over, want exactly one", k, w)
+		}
+	}
+}
+
 // testRenew: a holder that renews keeps the lease for several times its
 // ttl; once it releases, another host gets it at once.
 func testRenew(t *testing.T, e engine) {
@@ -214,8 +279,9 @@ func testRelease(t *testing.T, e engine) {
 		if _, err := a.Renew(ctx, l, time.Minute); !errors.Is(err, lease.ErrLost) {
 			t.Errorf("round %d: renew of a released lease: %v, want ErrLost", i, err)
 		}
-		if _, err := b.Renew(ctx, lb, time.Minute); err != nil {
-			t.Errorf("round %d: B renew: %v", i, err)
+		// The renewed lease replaces the old one (engines may version it).
+		if lb, err = b.Renew(ctx, lb, time.Minute); err != nil {
+			t.Fatalf("round %d: B renew: %v", i, err)
 		}
 		if err := b.Release(ctx, lb); err != nil {
 			t.Fatalf("round %d: B release: %v", i, err)
