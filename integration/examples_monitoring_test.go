@@ -2,7 +2,9 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -151,9 +153,16 @@ func TestExampleMonitoringMetricsExist(t *testing.T) {
 	bin := harness.BuildBinaries(t)
 	up := startUpstream(t, harness.RegistryOptions{}, harness.RecorderOptions{})
 	img := up.reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 2})
+	// A fleet member (a Redis lease engine, a shared tier), so that the
+	// tollgate_fleet_* metrics are exported too.
+	redis := harness.StartRedis(t)
+	peer := fmt.Sprintf("127.0.0.10:%d", loopbackPort(t, "127.0.0.10"))
 	px := harness.StartProxy(t, bin, harness.ProxyConfig{
 		Allowlist: []string{pubHost},
 		Upstreams: map[string]string{pubHost: up.rec.URL},
+		ProxyExtra: fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n"+
+			"  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n",
+			filepath.Join(t.TempDir(), "shared"), peer, writeSecret(t, fleetSecret), redis.URL),
 	})
 	sk := harness.NewSkopeo(t)
 	pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/team/app:v1", img)
