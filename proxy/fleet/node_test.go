@@ -27,11 +27,18 @@ type testNode struct {
 // With fill set, the node is its cache's Options.Fleet.
 func startNode(t *testing.T, leaseURL, mode string, ttl time.Duration, fill ...bool) *testNode {
 	t.Helper()
+	return startNodeOn(t, leaseURL, "", nil, mode, ttl, fill...)
+}
+
+// startNodeOn is startNode with the leases in a shared tier's store
+// (spec "shared", driver and params as proxy.shared names them).
+func startNodeOn(t *testing.T, spec, driver string, params map[string]any, mode string, ttl time.Duration, fill ...bool) *testNode {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := lease.Open(context.Background(), leaseURL, Namespace(mode), "", nil)
+	store, err := lease.Open(context.Background(), spec, Namespace(mode), driver, params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,4 +230,50 @@ func TestFillStreamsFromTheHolderAndGoesOnFromUpstream(t *testing.T) {
 	if got := b.cache.Stats().BytesFromUpstream; got != int64(len(u.data))-int64(200<<10) {
 		t.Errorf("the follower counted %d bytes from upstream, want the %d after the break", got, len(u.data)-200<<10)
 	}
+}
+
+// TestClaimOnS3Leases: the same single flight with the leases in an S3
+// bucket (SeaweedFS, conditional writes), as lease: shared does on AWS.
+func TestClaimOnS3Leases(t *testing.T) {
+	o := harness.StartSeaweedFS(t)
+	params := o.SharedParameters("/tollgate")
+	a := startNodeOn(t, "shared", "s3", params, "private", 3*time.Second, true)
+	b := startNodeOn(t, "shared", "s3", params, "private", 3*time.Second, true)
+	ctx := context.Background()
+	u := newGatedUpstream(t, 1<<20, 200<<10)
+	ra, err := a.cache.Fetch(ctx, testHost, testRepo, u.d, -1, u.open())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	rb, err := b.cache.Fetch(ctx, testHost, testRepo, u.d, -1, u.open())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	close(u.gate)
+	for name, r := range map[string]io.Reader{"holder": ra, "follower": rb} {
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, u.data) {
+			t.Fatalf("%s: %d bytes, err %v", name, len(got), err)
+		}
+	}
+	if g := u.gets.Load(); g != 1 {
+		t.Fatalf("upstream GETs = %d, want 1", g)
+	}
+	if got := testutil.ToFloat64(b.metrics.peerBytes); got != float64(len(u.data)) {
+		t.Fatalf("the follower read %v bytes from the holder, want %d", got, len(u.data))
+	}
+	if got := testutil.ToFloat64(a.metrics.leases.WithLabelValues(leaseTaken)) + testutil.ToFloat64(b.metrics.leases.WithLabelValues(leaseHeld)); got != 2 {
+		t.Fatalf("taken + held = %v, want 2", got)
+	}
+	// Released after the fill (no shared tier here: right after the
+	// commit): the next claim takes it.
+	testwait.True(t, 10*time.Second, "the holder released the lease", func() bool {
+		c := b.Claim(ctx, testHost, testRepo, u.d)
+		if c.Done != nil {
+			c.Done(nil)
+		}
+		return c.Peer == nil && c.Done != nil
+	})
 }
