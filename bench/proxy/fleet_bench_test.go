@@ -1,20 +1,23 @@
 package proxybench
 
-// needs: docker-registry (Debian, distribution 2.8), redis-server
+// needs: docker-registry (Debian, distribution 2.8), weed (SeaweedFS, built
+// by scripts/install-test-deps.sh); redis-server with -fleet-tier filesystem
 //
 // Run (figures and machine in BENCHMARKS.md, section "Fleet"):
 //
 //	go test -run '^$' -bench BenchmarkFleetPull -benchtime 1x -timeout 30m ./bench/proxy/ \
-//	    -args -fleet-hosts 5 -fleet-layers 4 -fleet-layer-mib 32 -link-mbit 1000
+//	    -args -fleet-hosts 5 -fleet-layers 4 -fleet-layer-mib 32 -link-mbit 1000 -fleet-tier s3
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,25 +29,47 @@ var (
 	fleetHosts    = flag.Int("fleet-hosts", 5, "proxies in the fleet benchmark, each pulling the image at the same moment")
 	fleetLayers   = flag.Int("fleet-layers", 4, "layers of the fleet benchmark's image")
 	fleetLayerMiB = flag.Int("fleet-layer-mib", 32, "size of each layer of the fleet benchmark's image, MiB")
+	fleetTier     = flag.String("fleet-tier", "filesystem", "the fleet benchmark's shared tier: s3 (a SeaweedFS bucket, which holds the leases too) or filesystem (a directory; leases in redis-server)")
 )
 
 // fleetEnv is one fleet benchmark set-up: an upstream behind the relay, a
 // shared tier, a lease engine.
 type fleetEnv struct {
 	env
-	shared string
+	shared string // filesystem tier: its directory
 	redis  *harness.Redis
+	store  *harness.ObjectStore
 	secret string
+}
+
+// tierYAML is the proxy.shared section (and the lease spec) of one run.
+func (e *fleetEnv) tierYAML(run string) (tier, lease string) {
+	if e.store == nil {
+		return fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", e.shared), e.redis.URL
+	}
+	params := e.store.SharedParameters("/" + run)
+	keys := slices.Sorted(maps.Keys(params))
+	var b strings.Builder
+	b.WriteString("  shared:\n    driver: s3\n    parameters:\n")
+	for _, k := range keys {
+		if v, ok := params[k].(string); ok {
+			fmt.Fprintf(&b, "      %s: %q\n", k, v)
+		} else {
+			fmt.Fprintf(&b, "      %s: %v\n", k, params[k])
+		}
+	}
+	return b.String(), "shared"
 }
 
 // startFleetProxies starts n proxies sharing the tier; with fleet, also
 // one fleet (peer listeners on 127.0.0.x, leases in Redis).
-func (e *fleetEnv) startFleetProxies(b *testing.B, n int, fleet bool) []*harness.Proxy {
+func (e *fleetEnv) startFleetProxies(b *testing.B, n int, fleet bool, run string) []*harness.Proxy {
 	var pxs []*harness.Proxy
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	tier, leaseSpec := e.tierYAML(run)
 	for i := range n {
-		extra := fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", e.shared)
+		extra := tier
 		if fleet {
 			ip := fmt.Sprintf("127.0.0.%d", 20+i)
 			ln, err := net.Listen("tcp", ip+":0")
@@ -53,7 +78,7 @@ func (e *fleetEnv) startFleetProxies(b *testing.B, n int, fleet bool) []*harness
 			}
 			listen := ln.Addr().String()
 			ln.Close()
-			extra += fmt.Sprintf("  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", listen, e.secret, e.redis.URL)
+			extra += fmt.Sprintf("  fleet:\n    listen: %q\n    secret_file: %q\n    lease: %q\n", listen, e.secret, leaseSpec)
 		}
 		wg.Add(1)
 		go func() {
@@ -112,18 +137,26 @@ func pullEach(b *testing.B, pxs []*harness.Proxy, repo, tag string) []time.Durat
 // upstream bytes (what crossed the relay), and the slowest host's pull
 // time over one direct pull of the image over the same link.
 func BenchmarkFleetPull(b *testing.B) {
-	harness.RequireCommands(b, "docker-registry", "redis-server")
+	harness.RequireCommands(b, "docker-registry")
 	e := &fleetEnv{env: env{bin: harness.BuildBinaries(b)}}
 	e.upstream = harness.StartRegistry(b, harness.RegistryOptions{})
 	e.relay = harness.StartRelay(b, e.upstream.Host, *linkMbit*1e6/8)
-	e.redis = harness.StartRedis(b)
+	switch *fleetTier {
+	case "s3":
+		e.store = harness.StartSeaweedFS(b)
+	case "filesystem":
+		harness.RequireCommands(b, "redis-server")
+		e.redis = harness.StartRedis(b)
+	default:
+		b.Fatalf("-fleet-tier %q: want s3 or filesystem", *fleetTier)
+	}
 	dir := b.TempDir()
 	e.secret = filepath.Join(dir, "fleet.secret")
 	if err := os.WriteFile(e.secret, []byte("benchmark-fleet-secret-0123456789"), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	layerSize := int64(*fleetLayerMiB) << 20
-	b.Logf("image: %d x %d MiB; link %g Mbit/s; %d hosts", *fleetLayers, *fleetLayerMiB, *linkMbit, *fleetHosts)
+	b.Logf("image: %d x %d MiB; link %g Mbit/s; %d hosts; tier %s", *fleetLayers, *fleetLayerMiB, *linkMbit, *fleetHosts, *fleetTier)
 
 	// One direct pull of a fresh image over the link: the yardstick.
 	img, err := SeedBigImage(e.upstream.Host, "bench/fleet", "direct", *fleetLayers, layerSize, 100)
@@ -147,7 +180,7 @@ func BenchmarkFleetPull(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				pxs := e.startFleetProxies(b, *fleetHosts, mode.fleet)
+				pxs := e.startFleetProxies(b, *fleetHosts, mode.fleet, fmt.Sprintf("run-%d-%d", i, n))
 				before := e.blobGets()
 				relay0 := e.relay.Bytes()
 				cpu0 := fleetCPU(b, pxs)
