@@ -30,6 +30,11 @@ type source interface {
 	rejected(d digest.Digest)
 }
 
+var (
+	_ source = sharedSource{}
+	_ source = upstreamSource{}
+)
+
 // errNotHere: a source does not have the content, or could not answer in
 // time; the fill tries the next one.
 var errNotHere = errors.New("not in this source")
