@@ -205,12 +205,12 @@ func (rs *results) warmCell(c column) cell {
 }
 
 func (rs *results) warmCPUCell(c column) cell {
-	v := rs.get(warmGroup+c.proxy, "proxy-CPU-ms/GiB")
+	v := rs.get(warmGroup+c.proxy, "server-CPU-ms/GiB")
 	if c.proxy == "" || len(v) == 0 {
 		return notRun
 	}
 	text := fmt.Sprintf("%.0f ms", median(v))
-	if d := rs.get(warmGroup+"distribution", "proxy-CPU-ms/GiB"); len(d) > 0 {
+	if d := rs.get(warmGroup+"distribution", "server-CPU-ms/GiB"); len(d) > 0 {
 		text += fmt.Sprintf(" (distribution 2.8: %.0f ms)", median(d))
 	}
 	return cell{text: text}

@@ -339,8 +339,8 @@ func (e *env) cold(b *testing.B) {
 }
 
 // warm: the image is in every server's storage already; the yardsticks
-// (bare file servers, one per Sender), each tollgate and distribution serve
-// it again. verify makes the client hash every blob as engines do (the
+// (bare file servers, one per Sender, each in its own process), each
+// tollgate and distribution serve it again. verify makes the client hash every blob as engines do (the
 // target: tollgate within 1.10x of the faster yardstick); without it the
 // client only counts bytes, which shows what the servers themselves serve.
 // The servers are filled straight from the upstream: the link plays no part
@@ -355,21 +355,10 @@ func (e *env) warm(b *testing.B, verify bool) {
 		b.Fatal(err)
 	}
 	for _, sender := range []Sender{Sendfile, WriteBuffer} {
-		s, err := local.Serve(sender)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		pullOnce(b, s.URL, repo, tag, verify)
+		y := startYardstick(b, local, sender)
+		pullOnce(b, y.URL, repo, tag, verify)
 		scenarios = append(scenarios, scenario{sender.String(), func(b *testing.B) {
-			b.SetBytes(e.img.LayerBytes)
-			cpu0 := SelfCPU()
-			b.ResetTimer()
-			for range b.N {
-				pullOnce(b, s.URL, repo, tag, verify)
-			}
-			b.StopTimer()
-			b.ReportMetric(e.perGiB(SelfCPU()-cpu0, b.N), "client+server-CPU-ms/GiB")
+			e.warmPulls(b, y.Process.Cmd.Process.Pid, y.URL, repo, tag, verify)
 		}})
 	}
 	for _, p := range e.proxies {
@@ -410,7 +399,7 @@ func (e *env) warmPulls(b *testing.B, pid int, base, repo, tag string, verify bo
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(e.perGiB(server1-server0, b.N), "proxy-CPU-ms/GiB")
+	b.ReportMetric(e.perGiB(server1-server0, b.N), "server-CPU-ms/GiB")
 	b.ReportMetric(e.perGiB(SelfCPU()-client0, b.N), "client-CPU-ms/GiB")
 }
 

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +19,8 @@ import (
 // The yardsticks: bare file servers that serve one image's manifest and
 // blobs from local files with nothing else (no routing, no policy, no cache
 // bookkeeping), the fastest a registry can serve a warm pull here. A proxy's
-// warm pull is measured against the faster of the two.
+// warm pull is measured against the faster of the two. The benchmarks run
+// each in a process of its own, as the proxies run (yardstick_test.go).
 
 // Sender is how a yardstick sends a blob's bytes to the socket.
 type Sender int
@@ -47,15 +48,29 @@ func (s Sender) String() string {
 	return "sender(" + strconv.Itoa(int(s)) + ")"
 }
 
+// ParseSender is the Sender named s (sendfile or write).
+func ParseSender(s string) (Sender, error) {
+	for _, v := range []Sender{Sendfile, WriteBuffer} {
+		if v.String() == s {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown sender %q (sendfile, write)", s)
+}
+
 // StaticImage is one single-platform image copied to local files: what the
 // yardsticks serve.
 type StaticImage struct {
-	Repository, Tag string
-	Dir             string // one file per blob, named by the digest's hex
-	manifest        []byte
-	mediaType       string
-	digest          string
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Manifest   []byte `json:"manifest"`
+	MediaType  string `json:"mediaType"`
+	Digest     string `json:"digest"`
+	dir        string // one file per blob, named by its digest's hex, and imageFile
 }
+
+// imageFile holds a StaticImage's manifest and names, beside its blobs.
+const imageFile = "image.json"
 
 // CopyImage copies repo:tag (a single-platform manifest) and its blobs from
 // the registry at upstream (http://host:port) into dir, verifying every
@@ -74,18 +89,33 @@ func CopyImage(ctx context.Context, upstream, repo, tag, dir string) (*StaticIma
 			return nil, err
 		}
 	}
-	return &StaticImage{Repository: repo, Tag: tag, Dir: dir, manifest: body, mediaType: mediaType, digest: manifestDigest}, nil
+	img := &StaticImage{Repository: repo, Tag: tag, Manifest: body, MediaType: mediaType, Digest: manifestDigest, dir: dir}
+	meta, err := json.Marshal(img)
+	if err != nil {
+		return nil, err
+	}
+	return img, os.WriteFile(filepath.Join(dir, imageFile), meta, 0o644)
 }
 
-// StaticServer is a running yardstick.
-type StaticServer struct {
-	URL string
-	srv *http.Server
+// LoadStaticImage is the image CopyImage copied into dir.
+func LoadStaticImage(dir string) (*StaticImage, error) {
+	meta, err := os.ReadFile(filepath.Join(dir, imageFile))
+	if err != nil {
+		return nil, err
+	}
+	img := &StaticImage{dir: dir}
+	if err := json.Unmarshal(meta, img); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, imageFile), err)
+	}
+	return img, nil
 }
 
-// Serve starts a yardstick serving img on a loopback port, sending blobs
-// the way s says.
-func (img *StaticImage) Serve(s Sender) (*StaticServer, error) {
+// Dir is where the image's files are.
+func (img *StaticImage) Dir() string { return img.dir }
+
+// Handler serves the image as a registry's pull API does, /v2/ included,
+// sending blobs the way s says.
+func (img *StaticImage) Handler(s Sender) (http.Handler, error) {
 	var send func(w http.ResponseWriter, r *http.Request, f *os.File)
 	switch s {
 	case Sendfile:
@@ -99,15 +129,16 @@ func (img *StaticImage) Serve(s Sender) (*StaticServer, error) {
 	}
 
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/{$}", func(w http.ResponseWriter, r *http.Request) {})
 	prefix := "/v2/" + img.Repository
 	mux.HandleFunc("GET "+prefix+"/manifests/{ref}", func(w http.ResponseWriter, r *http.Request) {
-		if ref := r.PathValue("ref"); ref != img.Tag && ref != img.digest {
+		if ref := r.PathValue("ref"); ref != img.Tag && ref != img.Digest {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", img.mediaType)
-		w.Header().Set("Docker-Content-Digest", img.digest)
-		w.Write(img.manifest)
+		w.Header().Set("Content-Type", img.MediaType)
+		w.Header().Set("Docker-Content-Digest", img.Digest)
+		w.Write(img.Manifest)
 	})
 	mux.HandleFunc("GET "+prefix+"/blobs/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		hexDigest, ok := strings.CutPrefix(r.PathValue("digest"), "sha256:")
@@ -115,7 +146,7 @@ func (img *StaticImage) Serve(s Sender) (*StaticServer, error) {
 			http.NotFound(w, r)
 			return
 		}
-		f, err := os.Open(filepath.Join(img.Dir, hexDigest))
+		f, err := os.Open(filepath.Join(img.dir, hexDigest))
 		if err != nil {
 			http.NotFound(w, r)
 			return
@@ -124,13 +155,7 @@ func (img *StaticImage) Serve(s Sender) (*StaticServer, error) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		send(w, r, f)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	srv := &StaticServer{URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: mux}}
-	go srv.srv.Serve(ln)
-	return srv, nil
+	return mux, nil
 }
 
 // writeBlob sends the whole file with read(2) into a 1 MiB buffer and
@@ -160,9 +185,6 @@ func writeBlob(w http.ResponseWriter, _ *http.Request, f *os.File) {
 		}
 	}
 }
-
-// Close stops the server.
-func (s *StaticServer) Close() error { return s.srv.Close() }
 
 func copyBlob(ctx context.Context, client *http.Client, upstream, repo, digest, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, upstream+"/v2/"+repo+"/blobs/"+digest, nil)

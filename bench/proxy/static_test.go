@@ -8,7 +8,8 @@ import (
 	"github.com/spacelift-io/tollgate/integration/harness"
 )
 
-// Each yardstick serves what it copied: a verifying pull gets every layer
+// Each yardstick, in its own process as the benchmarks run it, serves what
+// CopyImage copied: a verifying pull gets every layer
 // with the upstream's digests (layers larger than the write buffer, so its
 // loop turns more than once), with a Content-Length as a registry sends it,
 // and an unknown blob is a 404.
@@ -26,11 +27,7 @@ func TestYardsticksServeTheImage(t *testing.T) {
 	}
 	for _, sender := range []Sender{Sendfile, WriteBuffer} {
 		t.Run(sender.String(), func(t *testing.T) {
-			s, err := local.Serve(sender)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := startYardstick(t, local, sender)
 			for _, ref := range []string{img.Tag, img.Digest} {
 				r, err := Pull(ctx, newClient(), s.URL, img.Repository, ref, 2)
 				if err != nil {
