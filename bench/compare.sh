@@ -32,8 +32,9 @@
 #   PARTS ["cold warm helper"]   which parts to run
 #   OUT [$TMPDIR/tollgate-compare-DATE]   where the outputs and table.md are kept
 # Needs Debian's docker-registry (scripts/install-test-deps.sh installs it).
-# At the defaults it takes about 10 minutes on a quiet 2-core machine; the
-# cold group is most of it (COLD_ROUNDS x ~60 s at 1 GiB).
+# At the defaults (1 GiB) the benchmarks take about 10 minutes on a quiet 2-core
+# machine, the cold rounds most of it (COLD_ROUNDS x ~1.5 min); the builds of
+# two trees add a few minutes with a cold build cache.
 set -euo pipefail
 shopt -s inherit_errexit
 
