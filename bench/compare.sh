@@ -33,8 +33,10 @@
 #   OUT [$TMPDIR/tollgate-compare-DATE]   where the outputs and table.md are kept
 # Needs Debian's docker-registry (scripts/install-test-deps.sh installs it).
 # At the defaults (1 GiB) the benchmarks take about 10 minutes on a quiet 2-core
-# machine, the cold rounds most of it (COLD_ROUNDS x ~1.5 min); the builds of
-# two trees add a few minutes with a cold build cache.
+# machine, the cold rounds most of it (COLD_ROUNDS x ~1.5 min, warm ~2.5 min,
+# helper ~1 min); the builds of two trees add up to 5 minutes with a cold
+# build cache. SIZE_MIB=64 COLD_ROUNDS=1 WARM_ROUNDS=2 HELPER_N=50 is a
+# one-minute check that everything works (its figures mean little).
 set -euo pipefail
 shopt -s inherit_errexit
 
