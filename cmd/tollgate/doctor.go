@@ -12,10 +12,6 @@ import (
 	"github.com/spacelift-io/tollgate/doctor"
 )
 
-func init() {
-	commands["doctor"] = command{"check what tollgate needs on this host and say what to fix", runDoctor}
-}
-
 // doctorDeadline bounds a whole doctor run, whatever the per-check timeout.
 const doctorDeadline = 28 * time.Second
 

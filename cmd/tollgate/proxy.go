@@ -20,10 +20,6 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-func init() {
-	commands["proxy"] = command{"run the pull-through registry proxy", runProxy}
-}
-
 func runProxy(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)

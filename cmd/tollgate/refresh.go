@@ -16,10 +16,6 @@ import (
 	"github.com/spacelift-io/tollgate/refresh"
 )
 
-func init() {
-	commands["refresh"] = command{"write fresh ECR tokens into a docker config or a Kubernetes Secret", runRefresh}
-}
-
 // Exit statuses of tollgate refresh.
 const (
 	refreshOK     = 0 // every registry refreshed and written
