@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
@@ -32,17 +33,7 @@ const (
 	DefaultLockTimeout   = 30 * time.Second
 )
 
-// notFound is ErrNotFound's type: it carries the NotFound() marker (the
-// errdefs convention) so callers can recognise it without importing this
-// package.
-type notFound struct{}
-
-func (notFound) Error() string { return "credentials not found" }
-func (notFound) NotFound()     {}
-
 var (
-	// ErrNotFound: no login for this registry. It has a NotFound() method.
-	ErrNotFound error = notFound{}
 	// ErrNoConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is not set, so there is
 	// nowhere to store a login.
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
@@ -122,10 +113,10 @@ func (s *Store) Load() (*File, error) {
 // config: a credHelpers entry for the registry runs that helper (its answer
 // is final); else a credsStore runs that helper; else (or when the store has
 // nothing) the auths entry. Helpers named Self are skipped. No login =>
-// ErrNotFound.
+// an error for which credsource.IsNotFound is true.
 func (s *Store) Get(ctx context.Context, serverURL string) (username, secret string, err error) {
 	if s.Dir == "" {
-		return "", "", fmt.Errorf("%w (%s is not set)", ErrNotFound, EnvConfigDir)
+		return "", "", fmt.Errorf("%w (%s is not set)", credsource.ErrNotFound, EnvConfigDir)
 	}
 	if serverURL == "" {
 		return "", "", errors.New("no server URL given")
@@ -139,7 +130,7 @@ func (s *Store) Get(ctx context.Context, serverURL string) (username, secret str
 	}
 	if h := f.CredsStore; h != "" && !s.isSelf(h) {
 		u, p, err := s.helperGet(ctx, h, "credsStore", serverURL)
-		if !errors.Is(err, ErrNotFound) {
+		if !credsource.IsNotFound(err) {
 			return u, p, err
 		}
 	}
@@ -148,7 +139,7 @@ func (s *Store) Get(ctx context.Context, serverURL string) (username, secret str
 		return "", "", err
 	}
 	if !ok {
-		return "", "", ErrNotFound
+		return "", "", credsource.ErrNotFound
 	}
 	return u, p, nil
 }
@@ -246,7 +237,7 @@ func (s *Store) List(ctx context.Context) (map[string]string, error) {
 		switch {
 		case err == nil:
 			out[host] = u
-		case !errors.Is(err, ErrNotFound):
+		case !credsource.IsNotFound(err):
 			fmt.Fprintf(s.warnings(), "tollgate: warning: %v\n", err)
 		}
 	}

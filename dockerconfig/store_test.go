@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
@@ -32,7 +33,7 @@ func newStore(t *testing.T, config string) *Store {
 func TestStoreRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, "")
-	if _, _, err := s.Get(ctx, "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("Get on no file: %v", err)
 	}
 	if err := s.Put(ctx, "https://reg.example.com/v2/", "alice", "pa:ss"); err != nil {
@@ -60,7 +61,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Erase(ctx, "reg.example.com:443"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Get(ctx, "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("Get after erase: %v", err)
 	}
 	if err := s.Erase(ctx, "never.example.com"); err != nil {
@@ -73,7 +74,7 @@ func TestStoreRoundTrip(t *testing.T) {
 
 func TestNoConfigDir(t *testing.T) {
 	s := &Store{Self: "tollgate"}
-	if _, _, err := s.Get(context.Background(), "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(context.Background(), "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Errorf("Get: %v", err)
 	}
 	err := s.Put(context.Background(), "reg.example.com", "u", "p")
@@ -126,7 +127,7 @@ func TestPermissionWarningOncePerPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, _, err := s.Get(context.Background(), "x.example.com"); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.Get(context.Background(), "x.example.com"); !credsource.IsNotFound(err) {
 			t.Fatal(err)
 		}
 	}
@@ -226,11 +227,17 @@ func TestSymlinkedConfigStaysSymlink(t *testing.T) {
 	}
 }
 
-func TestErrNotFoundIsMarked(t *testing.T) {
-	var nf interface{ NotFound() }
-	_, _, err := (&Store{}).Get(context.Background(), "x")
-	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("%v does not carry NotFound()", err)
+// TestNotFoundKeepsTheContract: a missing login, whether for want of a
+// config dir or of an entry, is credsource's not-found error, which says so
+// with the NotFound() marker that callers outside tollgate check.
+func TestNotFoundKeepsTheContract(t *testing.T) {
+	s := newStore(t, `{"auths": {"other.example.com": {"auth": "dTpw"}}}`)
+	for name, store := range map[string]*Store{"no config dir": {}, "no entry": s} {
+		_, _, err := store.Get(context.Background(), "x.example.com")
+		var nf interface{ NotFound() }
+		if !errors.As(err, &nf) || !errors.Is(err, credsource.ErrNotFound) {
+			t.Errorf("%s: %v does not keep the not-found contract", name, err)
+		}
 	}
 }
 

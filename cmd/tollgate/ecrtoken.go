@@ -53,7 +53,7 @@ flags:
 		a := tokencache.Answer{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt,
 			Identity: tok.Identity, Stale: tok.Stale}
 		if err != nil {
-			a = tokencache.Answer{Error: err.Error(), Kind: ecr.KindName(err)}
+			a = tokencache.Answer{Error: err.Error(), Kind: tokencache.KindName(err)}
 		}
 		_ = json.NewEncoder(stdout).Encode(a)
 	} else if err == nil {

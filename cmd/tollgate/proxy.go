@@ -128,7 +128,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
 	}
 	if cfg.Mode != config.ModePublic {
-		opts.Credentials, opts.IsNotFound = proxyCredentials(cfg, log)
+		opts.Credentials = proxyCredentials(cfg, log)
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -147,7 +147,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 // ECR tokens from the token engine (shared disk cache with the helper),
 // every other login from $SPACELIFT_DOCKER_CONFIG_DIR. Without a usable
 // engine the proxy still serves the config-dir logins (and anonymous pulls).
-func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, func(error) bool) {
+func proxyCredentials(cfg *config.Config, log *slog.Logger) proxy.Credentials {
 	r := &credhelper.Resolver{Logins: dockerconfig.FromEnv("tollgate"), Log: log}
 	engine, err := ecr.NewEngine(ecr.Options{
 		CacheDir:      cfg.ECR.CacheDir,
@@ -160,7 +160,7 @@ func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, 
 	} else {
 		r.ECR = engine
 	}
-	return r, credhelper.IsNotFound
+	return r
 }
 
 // newLogger builds the slog logger the log section asks for.
