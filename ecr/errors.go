@@ -10,6 +10,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // The kinds of failure the engine reports. Match them with errors.Is; the
@@ -69,6 +70,8 @@ func (e *Error) Error() string {
 	}
 	return oneLine(b.String(), 600)
 }
+
+var _ credsource.TemporaryError = (*Error)(nil)
 
 // Is makes errors.Is(err, ErrThrottled) etc. work.
 func (e *Error) Is(target error) bool { return target == e.Kind }

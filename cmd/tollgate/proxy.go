@@ -143,6 +143,16 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	return srv.Serve(ctx, ln)
 }
 
+// The parts wired together here implement interfaces of packages they
+// cannot import without a cycle (their consumers' tests use them), so the
+// compile-time checks live where they meet.
+var (
+	_ proxy.Policy           = (*allowlist.Policy)(nil)
+	_ proxy.Credentials      = (*credhelper.Resolver)(nil)
+	_ credhelper.TokenSource = (*ecr.Engine)(nil)
+	_ credhelper.LoginStore  = (*dockerconfig.Store)(nil)
+)
+
 // proxyCredentials is the in-process credential source of private mode:
 // ECR tokens from the token engine (shared disk cache with the helper),
 // every other login from $SPACELIFT_DOCKER_CONFIG_DIR. Without a usable

@@ -26,6 +26,8 @@ const (
 // refreshHosts is a repeatable string flag.
 type refreshHosts []string
 
+var _ flag.Value = (*refreshHosts)(nil)
+
 func (s *refreshHosts) String() string { return strings.Join(*s, ",") }
 func (s *refreshHosts) Set(v string) error {
 	*s = append(*s, v)

@@ -1,6 +1,10 @@
 package tokencache
 
-import "time"
+import (
+	"time"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
+)
 
 // Answer is what `tollgate ecr-token --json` prints: the token, or the one
 // line reason it could not be had. docker-credential-tollgate runs it on a
@@ -27,6 +31,8 @@ type MintError struct {
 	Kind    string
 	Message string
 }
+
+var _ credsource.TemporaryError = (*MintError)(nil)
 
 func (e *MintError) Error() string { return e.Message }
 

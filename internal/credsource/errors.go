@@ -15,24 +15,32 @@ func (notFound) Error() string { return "credentials not found" }
 // NotFound marks the error as "no credentials for this registry".
 func (notFound) NotFound() {}
 
-// notFoundMarker is what IsNotFound looks for.
-type notFoundMarker interface{ NotFound() }
+// NotFoundError is an error that says "no credentials for this registry".
+// Error types check they keep the contract with
+// var _ credsource.NotFoundError = (*T)(nil).
+type NotFoundError interface {
+	error
+	NotFound()
+}
 
-var _ notFoundMarker = notFound{}
+var _ NotFoundError = notFound{}
 
 // IsNotFound reports whether err, or an error it wraps, says the source has
 // no credentials for the registry (it has a NotFound() method).
 func IsNotFound(err error) bool {
-	var m notFoundMarker
-	return errors.As(err, &m)
+	var nf NotFoundError
+	return errors.As(err, &nf)
 }
 
-// temporaryMarker is what IsTemporary looks for.
-type temporaryMarker interface{ Temporary() bool }
+// TemporaryError is an error that says whether it will pass on its own.
+type TemporaryError interface {
+	error
+	Temporary() bool
+}
 
 // IsTemporary reports whether err says it will pass on its own: the first
 // error in its chain with a Temporary() method decides.
 func IsTemporary(err error) bool {
-	var t temporaryMarker
+	var t TemporaryError
 	return errors.As(err, &t) && t.Temporary()
 }
