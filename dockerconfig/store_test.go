@@ -86,12 +86,40 @@ func TestNoConfigDir(t *testing.T) {
 	}
 	t.Setenv(EnvConfigDir, "/some/dir")
 	t.Setenv(EnvHelperTimeout, "1500ms")
-	if s := FromEnv("tollgate"); DirFromEnv() != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
-		t.Errorf("FromEnv = %+v", s)
+	s, err = FromEnv("tollgate")
+	if dir, derr := DirFromEnv(); err != nil || derr != nil || dir != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
+		t.Errorf("FromEnv = %+v, %v", s, err)
 	}
 	t.Setenv(EnvHelperTimeout, "soon")
-	if s := FromEnv("tollgate"); s.HelperTimeout != 0 {
-		t.Errorf("invalid timeout accepted: %v", s.HelperTimeout)
+	if s, err := FromEnv("tollgate"); err != nil || s.HelperTimeout != 0 {
+		t.Errorf("invalid timeout accepted: %v (%v)", s.HelperTimeout, err)
+	}
+}
+
+// A relative SPACELIFT_DOCKER_CONFIG_DIR would be resolved against whatever
+// directory the calling process runs in: refused, with what to do, and no
+// Store to read or write logins with.
+func TestRelativeConfigDirIsRefused(t *testing.T) {
+	for _, rel := range []string{"docker", "./docker", "../etc/docker", "~/.docker", "."} {
+		t.Setenv(EnvConfigDir, rel)
+		dir, err := DirFromEnv()
+		if !errors.Is(err, ErrRelativeConfigDir) || dir != rel {
+			t.Errorf("%q: DirFromEnv = %q, %v", rel, dir, err)
+			continue
+		}
+		for _, want := range []string{EnvConfigDir, "relative", fmt.Sprintf("%q", rel), "make it absolute", "export " + EnvConfigDir + "=/"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: message %q does not say %q", rel, err, want)
+			}
+		}
+		if s, err := FromEnv("tollgate"); !errors.Is(err, ErrRelativeConfigDir) || s != nil {
+			t.Errorf("%q: FromEnv = %+v, %v", rel, s, err)
+		}
+	}
+	for _, ok := range []string{"", "/etc/tollgate/docker"} {
+		if err := CheckDir(ok); err != nil {
+			t.Errorf("CheckDir(%q) = %v", ok, err)
+		}
 	}
 }
 

@@ -53,11 +53,13 @@ flags:
 		fmt.Fprintln(stderr, "tollgate doctor: --timeout must be between 0 and 8s, so that the whole run ends within 30 seconds")
 		return 2
 	}
+	// The doctor reports a relative config dir itself, among its checks.
+	configDir, _ := dockerconfig.DirFromEnv()
 	bounded, cancel := context.WithTimeout(ctx, doctorDeadline)
 	defer cancel()
 	rep := doctor.Run(bounded, doctor.Options{
 		ConfigPath: *configPath,
-		ConfigDir:  dockerconfig.DirFromEnv(),
+		ConfigDir:  configDir,
 		Registries: registries,
 		ProxyURL:   *proxy,
 		Timeout:    *timeout,

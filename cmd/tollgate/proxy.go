@@ -128,7 +128,11 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
 	}
 	if cfg.Mode != config.ModePublic {
-		opts.Credentials = proxyCredentials(cfg, log)
+		creds, err := proxyCredentials(cfg, log)
+		if err != nil {
+			return err
+		}
+		opts.Credentials = creds
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -157,8 +161,12 @@ var (
 // ECR tokens from the token engine (shared disk cache with the helper),
 // every other login from $SPACELIFT_DOCKER_CONFIG_DIR. Without a usable
 // engine the proxy still serves the config-dir logins (and anonymous pulls).
-func proxyCredentials(cfg *config.Config, log *slog.Logger) proxy.Credentials {
-	r := &credhelper.Resolver{Logins: dockerconfig.FromEnv("tollgate"), Log: log}
+func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, error) {
+	logins, err := dockerconfig.FromEnv("tollgate")
+	if err != nil {
+		return nil, err
+	}
+	r := &credhelper.Resolver{Logins: logins, Log: log}
 	engine, err := ecr.NewEngine(ecr.Options{
 		CacheDir:      cfg.ECR.CacheDir,
 		RefreshMargin: cfg.ECR.RefreshMargin,
@@ -170,7 +178,7 @@ func proxyCredentials(cfg *config.Config, log *slog.Logger) proxy.Credentials {
 	} else {
 		r.ECR = engine
 	}
-	return r
+	return r, nil
 }
 
 // newLogger builds the slog logger the log section asks for.

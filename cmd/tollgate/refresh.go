@@ -89,7 +89,10 @@ flags:
 
 	logger, closeLog := refreshLogger(cfg.Log, stderr, *loop)
 	defer closeLog()
-	dir := dockerconfig.DirFromEnv()
+	dir, err := dockerconfig.DirFromEnv()
+	if err != nil {
+		return usageErr("%v", err)
+	}
 	var store *dockerconfig.Store
 	if dir != "" {
 		store = &dockerconfig.Store{Dir: dir, Self: "tollgate", Warnings: stderr}
