@@ -34,7 +34,7 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	})
 	u, _ := url.Parse(srv.URL)
 	ups := newUpstreams(map[string]Endpoint{testHost: {URL: u}}, nil,
-		newCredentialStore(nil, false, nil), slog.New(slog.DiscardHandler), newMetrics())
+		newCredentialStore(nil, false), slog.New(slog.DiscardHandler), newMetrics())
 
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
