@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 // Two hosts share a tier on distribution's filesystem driver.
@@ -229,18 +231,14 @@ func TestKill9MidUploadLeavesNoLitter(t *testing.T) {
 	uploads := filepath.Join(sharedDir, "tollgate", "uploads")
 	// The bytes written before the kill are in the upload's file.
 	var partial string
-	deadline := time.Now().Add(10 * time.Second)
-	for partial == "" {
+	testwait.True(t, 10*time.Second, "a partial upload in "+uploads, func() bool {
 		if ents, _ := os.ReadDir(uploads); len(ents) == 1 {
 			if fi, err := ents[0].Info(); err == nil && fi.Size() > 0 {
 				partial = filepath.Join(uploads, ents[0].Name())
 			}
 		}
-		if partial == "" && time.Now().After(deadline) {
-			t.Fatalf("no partial upload in %s", uploads)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return partial != ""
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -264,14 +262,10 @@ func TestKill9MidUploadLeavesNoLitter(t *testing.T) {
 	}
 	openCache(t, t.TempDir(), Options{Shared: tier})
 	// The sweep runs in the background.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(partial); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("partial upload of a killed host left in the shared tier")
-		}
-	}
+	testwait.True(t, 10*time.Second, "partial upload of a killed host removed from the shared tier", func() bool {
+		_, err := os.Stat(partial)
+		return errors.Is(err, os.ErrNotExist)
+	})
 	if _, err := os.Stat(inProgress); err != nil {
 		t.Errorf("another host's upload in progress was removed: %v", err)
 	}
