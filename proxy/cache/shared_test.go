@@ -64,11 +64,11 @@ func TestSharedTier(t *testing.T) {
 	}
 
 	// A corrupt shared copy is never committed, is deleted, and the next
-	// fetch goes upstream.
-	obj := filepath.Join(sharedDir, "tollgate", "blobs", "sha256", d.Encoded()[:2], d.Encoded())
+	// fetch goes upstream. (The tier stores what it is given: verifying is
+	// the cache's job.)
 	bad := append([]byte(nil), data...)
 	bad[10] ^= 1
-	if err := os.WriteFile(obj, bad, 0o600); err != nil {
+	if err := tier.Put(context.Background(), d, int64(len(bad)), bytes.NewReader(bad)); err != nil {
 		t.Fatal(err)
 	}
 	// The fill can fail before Fetch has opened its reader (Fetch returns
@@ -283,8 +283,9 @@ func TestSharedCopyOfWrongSizeGoesUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := filepath.Join(sharedDir, "tollgate", "blobs", "sha256", d.Encoded()[:2], d.Encoded())
-	mustWrite(t, obj, data[:1000])
+	if err := tier.Put(context.Background(), d, 1000, bytes.NewReader(data[:1000])); err != nil {
+		t.Fatal(err)
+	}
 	c := openCache(t, t.TempDir(), Options{Shared: tier})
 	r, err := c.Fetch(context.Background(), host, repo, d, int64(len(data)), u.source(repo, d))
 	if err != nil {
@@ -401,7 +402,9 @@ func TestCorruptSharedCopyFailsPromptlyWhenDeleteHangs(t *testing.T) {
 	}
 	bad := append([]byte(nil), data...)
 	bad[100] ^= 1
-	mustWrite(t, filepath.Join(sharedDir, "tollgate", "blobs", "sha256", d.Encoded()[:2], d.Encoded()), bad)
+	if err := tier.Put(context.Background(), d, int64(len(bad)), bytes.NewReader(bad)); err != nil {
+		t.Fatal(err)
+	}
 	until := make(chan struct{})
 	c := openCache(t, t.TempDir(), Options{Shared: &hungDeleteTier{SharedTier: tier, until: until}, SharedTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { close(until) })
