@@ -221,6 +221,9 @@ func TestNoBackgroundWorkAfterShutdown(t *testing.T) {
 	}
 	ran := make(chan struct{}, 1)
 	p.srv.background(func(context.Context) { ran <- struct{}{} })
+	// Work that was started is counted in the WaitGroup: once Wait
+	// returns, it has run, however slowly its goroutine was scheduled.
+	p.srv.fills.Wait()
 	select {
 	case <-ran:
 		t.Fatal("background work started after shutdown")
