@@ -14,6 +14,7 @@ import (
 
 	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/internal/securefile"
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 func newStore(t *testing.T, config string) *Store {
@@ -196,16 +197,43 @@ func TestWriteWaitsForLock(t *testing.T) {
 	done := make(chan error, 1)
 	s.LockTimeout = 5 * time.Second
 	go func() { done <- s.Put(context.Background(), "a.example.com", "u", "p") }()
-	time.Sleep(50 * time.Millisecond)
+	// Unlock only once Put has the lock file open (a second descriptor on
+	// it besides ours): it is then waiting for the lock, and must still be
+	// waiting, not finished or failed, when the lock is freed.
+	lockPath := s.Path() + ".lock"
+	testwait.True(t, 5*time.Second, "Put opened "+lockPath, func() bool { return openCount(t, lockPath) >= 2 })
 	select {
 	case err := <-done:
 		t.Fatalf("Put finished while the lock was held: %v", err)
 	default:
 	}
+	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("Put wrote while the lock was held")
+	}
 	_ = l.Unlock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openCount is how many of this process's file descriptors are open on
+// path.
+func openCount(t *testing.T, path string) int {
+	t.Helper()
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // as /proc shows it
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("list open files (needs /proc): %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }
 
 func TestConcurrentPutsLoseNothing(t *testing.T) {

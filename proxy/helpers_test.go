@@ -364,8 +364,3 @@ func (s *staticCredentials) Credentials(_ context.Context, host string) (string,
 	}
 	return s.user, s.secret, nil
 }
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
