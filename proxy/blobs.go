@@ -421,6 +421,13 @@ func (r *readErrors) failed() error {
 	return r.err
 }
 
+var (
+	_ http.ResponseWriter = (*rangeErrorWriter)(nil)
+	_ io.ReaderFrom       = (*rangeErrorWriter)(nil) // sendfile passes through
+	_ io.ReadCloser       = (*countingBody)(nil)
+	_ io.ReadCloser       = (*idleBody)(nil)
+)
+
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into an OCI
 // error body (RANGE_INVALID), as the cold path answers it. ServeContent sets
 // Content-Range (bytes */size) before it fails; that header stays.

@@ -28,10 +28,6 @@ type Options struct {
 	// Credentials supplies upstream logins in private mode; nil pulls
 	// anonymously.
 	Credentials Credentials
-	// IsNotFound recognises the Credentials' "no login for this host"
-	// error; default: ErrNoCredentials or docker-credential-helpers'
-	// not-found error.
-	IsNotFound func(error) bool
 	// Endpoints overrides where upstream hosts are reached (canonical host
 	// -> endpoint).
 	Endpoints map[string]Endpoint
@@ -97,7 +93,7 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
 	m := newMetrics()
-	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic, opts.IsNotFound)
+	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic)
 	ups := newUpstreams(opts.Endpoints, opts.Transport, creds, log, m)
 	s := &Server{
 		policy:   opts.Policy,

@@ -55,8 +55,9 @@ func (u Upstream) check(ctx context.Context) error {
 // AdmitManifest (manifest by digest), and the shared tier's source.
 type access struct {
 	scope scope
-	// check asks the upstream; nil means the repository has the content.
-	check  func(ctx context.Context) error
+	// up is the repository's upstream; its check (Upstream.Check) answers
+	// nil when the repository has the content.
+	up     Upstream
 	proven bool
 }
 
@@ -65,7 +66,7 @@ func (a *access) prove(ctx context.Context, d digest.Digest) error {
 	if a.proven {
 		return nil
 	}
-	if err := a.check(ctx); err != nil {
+	if err := a.up.check(ctx); err != nil {
 		return fmt.Errorf("cache: %s has no access to %s: %w", a.scope, d, err)
 	}
 	a.proven = true
@@ -104,7 +105,7 @@ func (c *Cache) Admit(ctx context.Context, host, repo string, d digest.Digest, c
 	if err != nil || linked {
 		return size, err
 	}
-	if err := c.admit(ctx, &access{scope: s, check: check}, d, kindBlob, nil); err != nil {
+	if err := c.admit(ctx, &access{scope: s, up: Upstream{Check: check}}, d, kindBlob, nil); err != nil {
 		return 0, err
 	}
 	return size, nil
@@ -128,10 +129,10 @@ func (c *Cache) AdmitManifest(ctx context.Context, host, repo string, d digest.D
 		return err
 	}
 	var mt string
-	acc := &access{scope: s, check: func(ctx context.Context) (err error) {
+	acc := &access{scope: s, up: Upstream{Check: func(ctx context.Context) (err error) {
 		mt, err = check(ctx)
 		return err
-	}}
+	}}}
 	if err := acc.prove(ctx, d); err != nil {
 		return err
 	}
@@ -191,9 +192,9 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 	if up.Open == nil {
 		return nil, errors.New("cache: Fetch needs Upstream.Open")
 	}
-	acc := &access{scope: s, check: up.check}
+	acc := &access{scope: s, up: up}
 	for look := 0; look <= maxLooks; look++ {
-		r, err := c.fetchOnce(ctx, d, size, acc, up)
+		r, err := c.fetchOnce(ctx, d, size, acc)
 		if !errors.Is(err, errLookAgain) {
 			return r, err
 		}
@@ -203,7 +204,7 @@ func (c *Cache) Fetch(ctx context.Context, host, repo string, d digest.Digest, s
 
 // fetchOnce reads d from the first of: the committed content, the fill in
 // progress, a new fill.
-func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc *access, up Upstream) (*Reader, error) {
+func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc *access) (*Reader, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -215,7 +216,7 @@ func (c *Cache) fetchOnce(ctx context.Context, d digest.Digest, size int64, acc 
 	if f := c.fills[d]; f != nil {
 		return c.joinFill(ctx, f, acc)
 	}
-	return c.startFill(ctx, d, size, acc, up)
+	return c.startFill(ctx, d, size, acc)
 }
 
 // readCommitted opens committed content for acc's repository, proving
@@ -267,7 +268,7 @@ func (c *Cache) joinFill(ctx context.Context, f *fill, acc *access) (*Reader, er
 
 // startFill starts the one fill of d and streams from it. Called with c.mu
 // held; unlocks it.
-func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc *access, up Upstream) (*Reader, error) {
+func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc *access) (*Reader, error) {
 	f := &fill{
 		d:        d,
 		owner:    acc.scope,
@@ -281,7 +282,7 @@ func (c *Cache) startFill(ctx context.Context, d digest.Digest, size int64, acc 
 	c.fillWG.Add(1)
 	c.mu.Unlock()
 	c.stats.misses.Add(1)
-	go c.runFill(f, *acc, up)
+	go c.runFill(f, *acc)
 	return c.streamReader(ctx, f)
 }
 

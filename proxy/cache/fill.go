@@ -82,12 +82,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 // content (Cache.sources: shared tier, then upstream), make room for it,
 // copy it into a temp file while hashing, verify it, commit it. Readers
 // stream from the temp file as it grows. A fill that fails keeps nothing.
-func (c *Cache) runFill(f *fill, acc access, up Upstream) {
+func (c *Cache) runFill(f *fill, acc access) {
 	defer c.fillWG.Done()
 	ctx, resetIdle, stop := c.fillContext(f.d)
 	defer stop()
 
-	body, announced, src, err := c.openSource(ctx, f, &acc, up, resetIdle)
+	body, announced, src, err := c.openSource(ctx, f, &acc, resetIdle)
 	if err != nil {
 		c.abandon(ctx, f, err)
 		return

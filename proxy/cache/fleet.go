@@ -60,7 +60,7 @@ func (fleetSource) count(int64) {}
 // rejected: the claim's Done hears of it, with the fill's error.
 func (fleetSource) rejected(digest.Digest) {}
 
-func (s fleetSource) open(ctx context.Context, f *fill, acc *access, up Upstream) (io.ReadCloser, int64, error) {
+func (s fleetSource) open(ctx context.Context, f *fill, acc *access) (io.ReadCloser, int64, error) {
 	c := s.c
 	f.claim = c.opts.Fleet.Claim(ctx, f.owner.Host, f.owner.Path, f.d)
 	if f.claim.Peer == nil {
@@ -77,7 +77,7 @@ func (s fleetSource) open(ctx context.Context, f *fill, acc *access, up Upstream
 		c.log.Warn("cache: fleet peer unavailable, going upstream", "digest", f.d, "error", err)
 		return nil, 0, fmt.Errorf("%w: %w", errNotHere, err)
 	}
-	return &peerSource{ctx: ctx, c: c, peer: body, up: up, size: size, d: f.d}, size, nil
+	return &peerSource{ctx: ctx, c: c, peer: body, up: acc.up, size: size, d: f.d}, size, nil
 }
 
 // peerSource reads a blob from a fleet peer and, when the peer's stream

@@ -17,10 +17,11 @@ import (
 type source interface {
 	// open returns the content of f.d and its size, -1 if unknown.
 	// errNotHere (wrapped or not) sends the fill on to the next source;
-	// any other error fails the fill and is what its callers get. acc and
-	// up are the fill's owner's: a source that holds content the upstream
-	// does not send itself calls acc.prove before opening it.
-	open(ctx context.Context, f *fill, acc *access, up Upstream) (body io.ReadCloser, size int64, err error)
+	// any other error fails the fill and is what its callers get. acc is
+	// the fill's owner (its repository and Upstream): a source that holds
+	// content the upstream does not send itself calls acc.prove before
+	// opening it.
+	open(ctx context.Context, f *fill, acc *access) (body io.ReadCloser, size int64, err error)
 	// String names the source in errors and logs.
 	String() string
 	// count adds n bytes read from the source to the cache's counters.
@@ -29,6 +30,11 @@ type source interface {
 	// (ErrDigestMismatch or ErrSizeMismatch).
 	rejected(d digest.Digest)
 }
+
+var (
+	_ source = sharedSource{}
+	_ source = upstreamSource{}
+)
 
 // errNotHere: a source does not have the content, or could not answer in
 // time; the fill tries the next one.
@@ -51,10 +57,10 @@ func (c *Cache) sources() []source {
 // openSource opens the first source that has f's content. A source that
 // passes (a tier that failed or did not answer in time) restarts the fill's
 // idle timer, which waiting for it must not use up.
-func (c *Cache) openSource(ctx context.Context, f *fill, acc *access, up Upstream, resetIdle func()) (io.ReadCloser, int64, source, error) {
+func (c *Cache) openSource(ctx context.Context, f *fill, acc *access, resetIdle func()) (io.ReadCloser, int64, source, error) {
 	srcs := c.sources()
 	for i, src := range srcs {
-		body, size, err := src.open(ctx, f, acc, up)
+		body, size, err := src.open(ctx, f, acc)
 		if errors.Is(err, errNotHere) && i < len(srcs)-1 {
 			resetIdle()
 			continue
@@ -69,8 +75,8 @@ func (c *Cache) openSource(ctx context.Context, f *fill, acc *access, up Upstrea
 // answer is the proof.
 type upstreamSource struct{ c *Cache }
 
-func (upstreamSource) open(ctx context.Context, _ *fill, _ *access, up Upstream) (io.ReadCloser, int64, error) {
-	return up.Open(ctx)
+func (upstreamSource) open(ctx context.Context, _ *fill, acc *access) (io.ReadCloser, int64, error) {
+	return acc.up.Open(ctx)
 }
 
 func (upstreamSource) String() string         { return "upstream" }
@@ -89,7 +95,7 @@ func (s sharedSource) count(n int64) { s.c.stats.bytesFromShared.Add(n) }
 // failure, so that their retry goes upstream.
 func (s sharedSource) rejected(d digest.Digest) { s.c.deleteShared(s.c.ctx, d, "corrupt") }
 
-func (s sharedSource) open(ctx context.Context, f *fill, acc *access, _ Upstream) (io.ReadCloser, int64, error) {
+func (s sharedSource) open(ctx context.Context, f *fill, acc *access) (io.ReadCloser, int64, error) {
 	n, err := s.stat(ctx, f)
 	if err != nil {
 		return nil, 0, err
