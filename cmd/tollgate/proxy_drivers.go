@@ -3,7 +3,7 @@ package main
 // Object-store drivers for the proxy's optional shared cache tier
 // (proxy.shared). The filesystem driver (a path on shared storage: EFS,
 // NFS) comes with proxy/cache; S3 is built in because fleets that outgrow
-// one host are on AWS (it costs the binary about 8 MB, see BENCHMARKS.md);
+// one host are on AWS (it costs the binary about 10 MB, see BENCHMARKS.md);
 // gcs and azure, which add much more, are in proxy_drivers_cloud.go, built
 // with `go build -tags clouddrivers ./cmd/tollgate`.
 import (
