@@ -84,8 +84,16 @@ func checkFleetLease(ctx context.Context, cfg *config.Config) Result {
 	if sh := cfg.Proxy.Shared; sh != nil {
 		driver, params = sh.Driver, sh.Parameters
 	}
-	if spec == lease.SpecShared && driver != "s3" {
-		return Result{Status: StatusSkip, Detail: "no lease store: fleet leases live in an s3 shared tier or in Redis"}
+	if spec == lease.SpecShared && driver != "s3" && driver != "filesystem" {
+		return Result{Status: StatusSkip, Detail: "no lease store: fleet leases live in an s3 or filesystem shared tier, or in Redis"}
+	}
+	if spec == lease.SpecShared && driver == "filesystem" {
+		// Do not create the shared storage's root: that is the proxy's job
+		// (and a missing root usually means it is not mounted).
+		root, _ := params["rootdirectory"].(string)
+		if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+			return Result{Status: StatusSkip, Detail: "the filesystem shared tier's rootdirectory is not there (see proxy-shared)"}
+		}
 	}
 	s, err := lease.Open(ctx, spec, "doctor", driver, params)
 	if err != nil {
