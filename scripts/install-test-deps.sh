@@ -106,7 +106,12 @@ WEED_VERSION="${WEED_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
 weed_dir="${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/weed/$WEED_VERSION"
 if [[ ! -x $weed_dir/weed ]]; then
 	log "building SeaweedFS weed $WEED_VERSION into $weed_dir (once; a few minutes)"
-	mod_dir="$(go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	mod_json="$(go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION")" || {
+		log "go mod download github.com/seaweedfs/seaweedfs@$WEED_VERSION failed:"
+		printf '%s\n' "$mod_json" >&2
+		exit 1
+	}
+	mod_dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$mod_json")"
 	[[ -n $mod_dir && -d $mod_dir ]] || { log "go mod download of seaweedfs $WEED_VERSION gave no module directory"; exit 1; }
 	mkdir -p "$weed_dir"
 	# The module directory is read-only; go build writes nothing into it

@@ -92,7 +92,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if sh := cfg.Proxy.Shared; sh != nil && sh.Driver != "" {
 		tier, err := cache.OpenDriverTier(ctx, sh.Driver, sh.Parameters)
 		if err != nil {
-			return fmt.Errorf("proxy.shared: %w (object stores need a binary built with -tags clouddrivers)", err)
+			return fmt.Errorf("proxy.shared: %w%s", err, sharedDriverHint(sh.Driver))
 		}
 		copts.Shared = tier
 		log.Info("shared cache tier enabled", "driver", sh.Driver)

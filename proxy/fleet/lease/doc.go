@@ -20,8 +20,13 @@
 //     that exactly one writer wins. Expiry is judged on the store's clock
 //     (the object's Last-Modified against the response's Date), so hosts
 //     with skewed clocks still agree on when a lease has expired.
-//     The gcs, azure and filesystem drivers cannot hold leases yet: Open
-//     says so and names the Redis alternative.
+//     On the filesystem driver (NFS, EFS) a lease is a directory of
+//     generation files, each created with link(2), which fails if another
+//     host created that generation first; expiry is judged on the file
+//     server's clock (mtimes). The gcs and azure drivers cannot hold leases
+//     yet (GCS ifGenerationMatch=0 and Azure If-None-Match: * would serve;
+//     there is no emulator in the tests to prove them): Open says so and
+//     names the Redis alternative.
 //   - "redis://HOST:PORT/DB" (or rediss:// for TLS): SET NX PX, with renew
 //     and release done by a Lua script that changes the key only if it still
 //     holds this acquisition's random token; expiry is Redis's own.

@@ -97,10 +97,16 @@ func openShared(ctx context.Context, namespace, driver string, params map[string
 			return nil, err
 		}
 		return s, nil
+	case "filesystem":
+		s, err := openFile(namespace, params)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "":
-		return nil, errors.New("lease: proxy.fleet.lease is \"shared\" but there is no shared tier: configure proxy.shared (driver s3) or name a Redis, lease: redis://HOST:6379/0")
+		return nil, errors.New("lease: proxy.fleet.lease is \"shared\" but there is no shared tier: configure proxy.shared (driver s3 or filesystem) or name a Redis, lease: redis://HOST:6379/0")
 	default:
-		return nil, fmt.Errorf("lease: the shared tier's driver %q cannot hold leases (conditional writes are implemented for s3 only): use driver s3, or name a Redis, lease: redis://HOST:6379/0", driver)
+		return nil, fmt.Errorf("lease: the shared tier's driver %q cannot hold leases (they are implemented for s3 and filesystem): name a Redis, lease: redis://HOST:6379/0", driver)
 	}
 }
 

@@ -48,7 +48,7 @@ func TestOpenSharedErrors(t *testing.T) {
 		want         string
 	}{
 		{"no tier", "", nil, "no shared tier"},
-		{"filesystem", "filesystem", map[string]any{"rootdirectory": "/mnt/x"}, "redis://"},
+		{"filesystem without root", "filesystem", map[string]any{}, "rootdirectory"},
 		{"gcs", "gcs", map[string]any{"bucket": "b"}, "redis://"},
 		{"azure", "azure", map[string]any{"container": "c"}, "redis://"},
 		{"no bucket", "s3", map[string]any{"region": "us-east-1"}, "bucket"},
