@@ -83,10 +83,10 @@ func (c *Config) validateFleet() []FieldError {
 	case f.Lease == FleetLeaseShared:
 		switch d := c.sharedDriver(); d {
 		case "":
-			bad(`lease "shared" keeps the leases in the shared tier, and proxy.shared has no driver: configure proxy.shared (driver s3), or name a Redis: lease: redis://HOST:6379/0`, "lease")
-		case "s3", "s3-aws":
+			bad(`lease "shared" keeps the leases in the shared tier, and proxy.shared has no driver: configure proxy.shared (driver s3 or filesystem), or name a Redis: lease: redis://HOST:6379/0`, "lease")
+		case "s3", "s3-aws", "filesystem":
 		default:
-			bad(fmt.Sprintf(`lease "shared" needs conditional writes, which tollgate uses on the s3 driver only (proxy.shared.driver is %q): name a Redis, lease: redis://HOST:6379/0`, d), "lease")
+			bad(fmt.Sprintf(`lease "shared" holds the leases in the shared tier, which tollgate can do on the s3 and filesystem drivers (proxy.shared.driver is %q): name a Redis, lease: redis://HOST:6379/0`, d), "lease")
 		}
 	case strings.HasPrefix(f.Lease, "redis://") || strings.HasPrefix(f.Lease, "rediss://"):
 		if u, err := url.Parse(f.Lease); err != nil || u.Host == "" {

@@ -68,8 +68,13 @@ func sharedTierName(sh *config.SharedCache) string {
 }
 
 // fleetLeaseSpec is the lease store the fleet would use: the shared tier's
-// object store (lease.SpecShared) unless the config names another one.
-func fleetLeaseSpec(*config.Config) string { return lease.SpecShared }
+// object store (lease.SpecShared) unless proxy.fleet.lease names another one.
+func fleetLeaseSpec(cfg *config.Config) string {
+	if f := cfg.Proxy.Fleet; f != nil && f.Lease != "" {
+		return f.Lease
+	}
+	return lease.SpecShared
+}
 
 // checkFleetLease takes a lease in the fleet's lease store under a
 // namespace of its own, checks that a second acquire of it is refused (the
