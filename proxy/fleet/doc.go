@@ -6,8 +6,9 @@
 //
 // A host that misses a blob locally and in the shared tier asks its Node
 // (the cache's Options.Fleet) before it goes upstream. Node.Claim takes the
-// blob's lease in the lease engine (package lease: the shared tier's object
-// store with conditional writes, or Redis), bounded by LeaseTimeout:
+// blob's lease in the lease engine (package lease: the shared tier, S3 with
+// conditional writes or a shared filesystem, or Redis), bounded by
+// LeaseTimeout:
 //
 //   - taken: this host fills from upstream as without a fleet; the lease
 //     is renewed every third of LeaseTTL while the fill runs, and released
