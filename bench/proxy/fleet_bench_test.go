@@ -1,41 +1,49 @@
 package proxybench
 
 // needs: docker-registry (Debian, distribution 2.8), weed (SeaweedFS, built
-// by scripts/install-test-deps.sh); redis-server with -fleet-tier filesystem
+// by scripts/install-test-deps.sh); redis-server with -fleet-lease redis
 //
 // Run (figures and machine in BENCHMARKS.md, section "Fleet"):
 //
 //	go test -run '^$' -bench BenchmarkFleetPull -benchtime 1x -timeout 30m ./bench/proxy/ \
-//	    -args -fleet-hosts 5 -fleet-layers 4 -fleet-layer-mib 32 -link-mbit 1000 -fleet-tier s3
+//	    -args -fleet-hosts 5 -fleet-layers 4 -fleet-layer-mib 32 -link-mbit 1000 \
+//	    -fleet-tier s3 -fleet-lease redis   # or -fleet-lease shared, -fleet-tier filesystem
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spacelift-io/tollgate/integration/harness"
+	"github.com/spacelift-io/tollgate/proxy/fleet/lease"
 )
 
 var (
 	fleetHosts    = flag.Int("fleet-hosts", 5, "proxies in the fleet benchmark, each pulling the image at the same moment")
 	fleetLayers   = flag.Int("fleet-layers", 4, "layers of the fleet benchmark's image")
 	fleetLayerMiB = flag.Int("fleet-layer-mib", 32, "size of each layer of the fleet benchmark's image, MiB")
-	fleetTier     = flag.String("fleet-tier", "filesystem", "the fleet benchmark's shared tier: s3 (a SeaweedFS bucket, which holds the leases too) or filesystem (a directory; leases in redis-server)")
+	fleetVerify   = flag.Bool("fleet-verify", true, "the fleet benchmark's clients hash every blob as engines do; false skips that (the proxies still verify)")
+	fleetLease    = flag.String("fleet-lease", "shared", "the fleet benchmark's lease engine: shared (the tier's own store: the SeaweedFS bucket, or the filesystem) or redis (a redis-server)")
+	fleetTier     = flag.String("fleet-tier", "s3", "the fleet benchmark's shared tier: s3 (a SeaweedFS bucket, which holds the leases too) or filesystem (a directory; leases in redis-server)")
 )
 
 // fleetEnv is one fleet benchmark set-up: an upstream behind the relay, a
 // shared tier, a lease engine.
 type fleetEnv struct {
 	env
+	bin    string // where the tollgate binary is
 	shared string // filesystem tier: its directory
 	redis  *harness.Redis
 	store  *harness.ObjectStore
@@ -43,9 +51,13 @@ type fleetEnv struct {
 }
 
 // tierYAML is the proxy.shared section (and the lease spec) of one run.
-func (e *fleetEnv) tierYAML(run string) (tier, lease string) {
-	if e.store == nil {
-		return fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", e.shared), e.redis.URL
+func (e *fleetEnv) tierYAML(run string) (tier, leaseSpec string) {
+	leaseSpec = lease.SpecShared
+	if e.redis != nil {
+		leaseSpec = e.redis.URL
+	}
+	if *fleetTier != "s3" {
+		return fmt.Sprintf("  shared:\n    driver: filesystem\n    parameters:\n      rootdirectory: %q\n", e.shared), leaseSpec
 	}
 	params := e.store.SharedParameters("/" + run)
 	keys := slices.Sorted(maps.Keys(params))
@@ -58,7 +70,7 @@ func (e *fleetEnv) tierYAML(run string) (tier, lease string) {
 			fmt.Fprintf(&b, "      %s: %v\n", k, params[k])
 		}
 	}
-	return b.String(), "shared"
+	return b.String(), leaseSpec
 }
 
 // startFleetProxies starts n proxies sharing the tier; with fleet, also
@@ -99,8 +111,8 @@ func (e *fleetEnv) startFleetProxies(b *testing.B, n int, fleet bool, run string
 }
 
 // pullEach pulls the image through every proxy at the same moment (one
-// client per host) and returns each host's pull time. -verify=false skips
-// the clients' hashing (the proxies still verify).
+// client per host) and returns each host's pull time. -fleet-verify=false
+// skips the clients' hashing (the proxies still verify).
 func pullEach(b *testing.B, pxs []*harness.Proxy, repo, tag string) []time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -108,7 +120,7 @@ func pullEach(b *testing.B, pxs []*harness.Proxy, repo, tag string) []time.Durat
 	errs := make([]error, len(pxs))
 	start := make(chan struct{})
 	pullFn := Pull
-	if !*verify {
+	if !*fleetVerify {
 		pullFn = PullUnverified
 	}
 	var wg sync.WaitGroup
@@ -138,17 +150,25 @@ func pullEach(b *testing.B, pxs []*harness.Proxy, repo, tag string) []time.Durat
 // time over one direct pull of the image over the same link.
 func BenchmarkFleetPull(b *testing.B) {
 	harness.RequireCommands(b, "docker-registry")
-	e := &fleetEnv{env: env{bin: harness.BuildBinaries(b)}}
+	e := &fleetEnv{bin: harness.BuildBinaries(b)}
 	e.upstream = harness.StartRegistry(b, harness.RegistryOptions{})
 	e.relay = harness.StartRelay(b, e.upstream.Host, *linkMbit*1e6/8)
 	switch *fleetTier {
 	case "s3":
-		e.store = harness.StartSeaweedFS(b)
+		// A new SeaweedFS per run (startFleetProxies' caller): the test
+		// harness's store holds about 512 MiB, and the shared-tier-only run
+		// uploads the image once per host.
 	case "filesystem":
-		harness.RequireCommands(b, "redis-server")
-		e.redis = harness.StartRedis(b)
 	default:
 		b.Fatalf("-fleet-tier %q: want s3 or filesystem", *fleetTier)
+	}
+	switch *fleetLease {
+	case "redis":
+		harness.RequireCommands(b, "redis-server")
+		e.redis = harness.StartRedis(b)
+	case "shared":
+	default:
+		b.Fatalf("-fleet-lease %q: want shared or redis", *fleetLease)
 	}
 	dir := b.TempDir()
 	e.secret = filepath.Join(dir, "fleet.secret")
@@ -156,14 +176,14 @@ func BenchmarkFleetPull(b *testing.B) {
 		b.Fatal(err)
 	}
 	layerSize := int64(*fleetLayerMiB) << 20
-	b.Logf("image: %d x %d MiB; link %g Mbit/s; %d hosts; tier %s", *fleetLayers, *fleetLayerMiB, *linkMbit, *fleetHosts, *fleetTier)
+	b.Logf("image: %d x %d MiB; link %g Mbit/s; %d hosts; tier %s; leases %s", *fleetLayers, *fleetLayerMiB, *linkMbit, *fleetHosts, *fleetTier, *fleetLease)
 
 	// One direct pull of a fresh image over the link: the yardstick.
 	img, err := SeedBigImage(e.upstream.Host, "bench/fleet", "direct", *fleetLayers, layerSize, 100)
 	if err != nil {
 		b.Fatal(err)
 	}
-	direct := pullOnce(b, "http://"+e.relay.Addr, img.Repository, img.Tag).Duration
+	direct := pullOnce(b, "http://"+e.relay.Addr, img.Repository, img.Tag, *fleetVerify).Duration
 	b.Logf("direct pull over the link: %s", direct.Round(time.Millisecond))
 
 	for i, mode := range []struct {
@@ -176,6 +196,10 @@ func BenchmarkFleetPull(b *testing.B) {
 				b.StopTimer()
 				// A new image each run (and a new tier), so every pull is cold.
 				e.shared = filepath.Join(dir, fmt.Sprintf("shared-%d-%d", i, n))
+				if *fleetTier == "s3" {
+					e.store = harness.StartSeaweedFS(b)
+					warmStore(b, e.store)
+				}
 				e.img, err = SeedBigImage(e.upstream.Host, "bench/fleet", fmt.Sprintf("%s-%d", mode.name, n), *fleetLayers, layerSize, uint64(200+10*i+n))
 				if err != nil {
 					b.Fatal(err)
@@ -206,8 +230,29 @@ func BenchmarkFleetPull(b *testing.B) {
 				b.ReportMetric(slowest.Seconds()/direct.Seconds(), "slowest/direct")
 				b.ReportMetric(slices.Min(times).Seconds()/direct.Seconds(), "fastest/direct")
 				b.Logf("%s: host pull times %v (direct %s)", mode.name, times, direct.Round(time.Millisecond))
+				if mode.fleet {
+					var leases []string
+					for _, r := range []string{"taken", "held", "lost", "expired", "error"} {
+						leases = append(leases, fmt.Sprintf("%s %g", r, scrapeSum(b, pxs, "tollgate_fleet_leases_total", `result="`+r+`"`)))
+					}
+					b.Logf("fleet: leases %s; peer MiB %.1f; peer errors %g", strings.Join(leases, ", "),
+						scrapeSum(b, pxs, "tollgate_fleet_peer_bytes_total")/(1<<20), scrapeSum(b, pxs, "tollgate_fleet_peer_errors_total"))
+					if scrapeSum(b, pxs, "tollgate_fleet_leases_total", `result="error"`) > 0 {
+						// Say why: the run measured hosts without a fleet.
+						_, stderr := pxs[0].Process.Output()
+						for _, line := range strings.Split(stderr, "\n") {
+							if strings.Contains(line, "lease engine unavailable") {
+								b.Errorf("the lease engine failed: %s", line)
+								break
+							}
+						}
+					}
+				}
 				for _, px := range pxs {
 					px.Stop()
+				}
+				if e.store != nil {
+					e.store.Stop()
 				}
 				b.StartTimer()
 			}
@@ -228,4 +273,58 @@ func fleetCPU(b *testing.B, pxs []*harness.Proxy) time.Duration {
 		total += c
 	}
 	return total
+}
+
+// scrapeSum sums a metric's samples whose labels contain every one of
+// labels, over the proxies' /metrics.
+func scrapeSum(b *testing.B, pxs []*harness.Proxy, name string, labels ...string) float64 {
+	var sum float64
+	for _, px := range pxs {
+		resp, err := http.Get(px.URL + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	lines:
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+				continue
+			}
+			for _, l := range labels {
+				if !strings.Contains(line, l) {
+					continue lines
+				}
+			}
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				b.Fatalf("metric line %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
+
+// warmStore takes and releases a lease in a new SeaweedFS: its first
+// writes allocate volumes, which takes longer than the fleet's lease
+// timeout (an S3 bucket has no such first-write cost).
+func warmStore(b *testing.B, o *harness.ObjectStore) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := lease.Open(ctx, lease.SpecShared, "warm-up", "s3", o.SharedParameters("/warm-up"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.Acquire(ctx, "warm-up", "http://127.0.0.1:1", time.Minute)
+	if err != nil {
+		b.Fatalf("warming the object store up: %v", err)
+	}
+	if err := s.Release(ctx, l); err != nil {
+		b.Fatalf("warming the object store up: %v", err)
+	}
 }
