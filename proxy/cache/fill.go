@@ -34,11 +34,12 @@ type fill struct {
 	err     error         // final error, nil on commit
 	wake    chan struct{} // closed and cleared on progress; made by a waiting reader
 
-	claim    FleetClaim         // the fleet's answer, if it was asked (fill goroutine)
-	scopes   map[scope]struct{} // repositories to link on commit (Cache.mu)
-	reserved int64              // counted in Cache.reserved (Cache.mu)
-	readers  int                // open streaming readers (Cache.mu)
-	entry    *entry             // set at commit (Cache.mu)
+	claim      FleetClaim         // the fleet's answer, if it was asked (fill goroutine)
+	sharedMiss bool               // the shared tier answered that it has no copy (fill goroutine)
+	scopes     map[scope]struct{} // repositories to link on commit (Cache.mu)
+	reserved   int64              // counted in Cache.reserved (Cache.mu)
+	readers    int                // open streaming readers (Cache.mu)
+	entry      *entry             // set at commit (Cache.mu)
 }
 
 // openFailed reports whether the fill's source failed to open.

@@ -80,6 +80,21 @@ func (s fleetSource) open(ctx context.Context, f *fill, acc *access) (io.ReadClo
 	return &peerSource{ctx: ctx, c: c, peer: body, up: acc.up, size: size, d: f.d}, size, nil
 }
 
+// sharedAfterLease is the shared tier looked in again when this host has
+// just taken the fill's lease: the previous holder may have uploaded the
+// blob and released its lease between this fill's first look and its
+// lease, and the upstream need not send it again. One more look, only when
+// the tier answered the first one (a tier that is down or slow is not
+// waited for twice).
+type sharedAfterLease struct{ sharedSource }
+
+func (s sharedAfterLease) open(ctx context.Context, f *fill, acc *access) (io.ReadCloser, int64, error) {
+	if !f.sharedMiss || f.claim.Peer != nil || f.claim.Done == nil {
+		return nil, 0, errNotHere
+	}
+	return s.sharedSource.open(ctx, f, acc)
+}
+
 // peerSource reads a blob from a fleet peer and, when the peer's stream
 // breaks off (the holder died or restarted), goes on from the upstream at
 // the same offset: the upstream body's first bytes are skipped, so the fill

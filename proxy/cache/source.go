@@ -41,15 +41,19 @@ var (
 var errNotHere = errors.New("not in this source")
 
 // sources is the order a fill looks in after a local miss: the shared
-// tier, the fleet (a peer filling it, see fleetSource), then the upstream,
-// which always answers.
+// tier, the fleet (a peer filling it, see fleetSource; when this host takes
+// the fill, the shared tier once more, see sharedAfterLease), then the
+// upstream, which always answers.
 func (c *Cache) sources() []source {
-	srcs := make([]source, 0, 3)
+	srcs := make([]source, 0, 4)
 	if c.opts.Shared != nil {
 		srcs = append(srcs, sharedSource{c})
 	}
 	if c.opts.Fleet != nil {
 		srcs = append(srcs, fleetSource{c})
+		if c.opts.Shared != nil {
+			srcs = append(srcs, sharedAfterLease{sharedSource{c}})
+		}
 	}
 	return append(srcs, upstreamSource{c})
 }
@@ -132,6 +136,8 @@ func (s sharedSource) stat(ctx context.Context, f *fill) (int64, error) {
 		return n, nil
 	case !errors.Is(err, ErrNotFound):
 		c.log.Warn("cache: shared tier unavailable, going upstream", "digest", f.d, "error", err)
+	default:
+		f.sharedMiss = true // the tier answered: no copy (yet)
 	}
 	return 0, fmt.Errorf("%w: %w", errNotHere, err)
 }
