@@ -133,7 +133,9 @@
 // whether another host is filling the blob. If so, the fill calls
 // Upstream.Check and then streams from that host, verifying the digest as
 // for any source; a stream that breaks off goes on from upstream at the
-// same offset. Otherwise the fill goes upstream, and the claim's Done is
+// same offset. Otherwise (this host took the lease) the fill looks in the
+// shared tier once more, as the previous holder may have uploaded the blob
+// and released its lease in between, then goes upstream; the claim's Done is
 // called after the commit and the shared-tier upload (or on failure), which
 // releases the lease. Content serves peers through Content (committed or
 // being filled, never upstream). See docs/fleet.md.

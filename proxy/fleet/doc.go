@@ -10,7 +10,9 @@
 // conditional writes or a shared filesystem, or Redis), bounded by
 // LeaseTimeout:
 //
-//   - taken: this host fills from upstream as without a fleet; the lease
+//   - taken: this host fills from upstream as without a fleet (after one
+//     more look in the shared tier, which the previous holder may have
+//     just filled); the lease
 //     is renewed every third of LeaseTTL while the fill runs, and released
 //     once the blob is committed and uploaded to the shared tier, so that
 //     hosts looking later find the shared copy;
