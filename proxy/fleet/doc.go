@@ -12,10 +12,9 @@
 //
 //   - taken: this host fills from upstream as without a fleet (after one
 //     more look in the shared tier, which the previous holder may have
-//     just filled); the lease
-//     is renewed every third of LeaseTTL while the fill runs, and released
-//     once the blob is committed and uploaded to the shared tier, so that
-//     hosts looking later find the shared copy;
+//     just filled); the lease is renewed every third of LeaseTTL while the
+//     fill runs, and released once the blob is committed and uploaded to
+//     the shared tier, so that hosts looking later find the shared copy;
 //   - held by another host: this host first proves its own repository's
 //     access upstream (the cache's Upstream.Check, the rule it applies to
 //     content cached for another repository: knowing a digest never reads
