@@ -126,6 +126,14 @@ func testTakeover(t *testing.T, e engine) {
 	if !errors.Is(err, lease.ErrHeld) || theirs.Holder != holderURL(1) {
 		t.Fatalf("B acquire while A holds it: (%+v, %v), want A's lease and ErrHeld", theirs, err)
 	}
+	// What ErrHeld returns describes A's lease; it cannot be used to
+	// renew or release it.
+	if _, err := b.Renew(ctx, theirs, e.ttl); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Errorf("B renewing A's lease from ErrHeld: %v, want an error saying it is not B's", err)
+	}
+	if err := b.Release(ctx, theirs); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Errorf("B releasing A's lease from ErrHeld: %v, want an error saying it is not B's", err)
+	}
 	var lb lease.Lease
 	testwait.Eventually(t, e.ttl+10*time.Second, func() error {
 		l, err := b.Acquire(ctx, key, holderURL(2), e.ttl)
