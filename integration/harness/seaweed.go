@@ -118,8 +118,18 @@ func StartSeaweedFS(t testing.TB) *ObjectStore {
 		)
 		cmd.Dir = dir
 		o.Process = StartProcess(t, fmt.Sprintf("weed-%d", ports[6]), dir, cmd)
-		// Its data is throwaway: no need for weed's graceful stop.
-		t.Cleanup(o.Process.Kill)
+		// Its data is throwaway: no need for weed's graceful stop. weed
+		// also makes unix sockets named after its ports in /tmp (some at
+		// fixed paths there), which a killed weed leaves behind.
+		t.Cleanup(func() {
+			o.Process.Kill()
+			for _, p := range ports {
+				socks, _ := filepath.Glob(fmt.Sprintf("/tmp/seaweedfs-*-%d.sock", p))
+				for _, s := range socks {
+					os.Remove(s)
+				}
+			}
+		})
 		err := o.waitReady(60 * time.Second)
 		if err == nil {
 			return o

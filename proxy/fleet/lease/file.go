@@ -73,7 +73,7 @@ func (s *fileStore) Acquire(ctx context.Context, key, holder string, ttl time.Du
 				return Lease{}, fmt.Errorf("lease: file: acquiring %s: %w", key, err)
 			}
 			if remaining := mtime.Add(time.Duration(rec.TTLMs)*time.Millisecond + clockMargin).Sub(now); remaining > 0 {
-				return Lease{Key: key, Holder: rec.Holder, Expires: time.Now().Add(remaining), token: rec.Token, etag: generation(n)}, ErrHeld
+				return Lease{Key: key, Holder: rec.Holder, Expires: time.Now().Add(remaining)}, ErrHeld
 			}
 		}
 		token := newToken()

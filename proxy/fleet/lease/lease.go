@@ -45,7 +45,8 @@ var (
 type Store interface {
 	// Acquire takes key's lease for holder for ttl. It returns (lease, nil)
 	// when the lease is ours, (theirs, ErrHeld) when another holder's
-	// lease has not expired.
+	// lease has not expired: theirs says who and until when, and Renew and
+	// Release refuse it.
 	Acquire(ctx context.Context, key, holder string, ttl time.Duration) (Lease, error)
 	// Renew extends a lease of ours to ttl from now, or says ErrLost. The
 	// returned Lease replaces l: later Renew and Release calls must be

@@ -88,13 +88,13 @@ func (s *redisStore) Acquire(ctx context.Context, key, holder string, ttl time.D
 	if won == 1 {
 		return Lease{Key: key, Holder: holder, Expires: start.Add(ttl), token: token}, nil
 	}
-	tok, theirs, ok := strings.Cut(value, " ")
+	_, theirs, ok := strings.Cut(value, " ")
 	if !ok || pttl < 0 {
 		// Not a lease of ours (someone else's key under our prefix), or
 		// one without expiry: never wait on it.
 		return Lease{}, fmt.Errorf("lease: redis: key %s%s holds no tollgate lease (value without expiry or of another format): delete it", s.prefix, key)
 	}
-	return Lease{Key: key, Holder: theirs, Expires: time.Now().Add(time.Duration(pttl) * time.Millisecond), token: tok}, ErrHeld
+	return Lease{Key: key, Holder: theirs, Expires: time.Now().Add(time.Duration(pttl) * time.Millisecond)}, ErrHeld
 }
 
 func (s *redisStore) Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {

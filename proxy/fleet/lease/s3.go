@@ -194,7 +194,7 @@ func (s *s3Store) Acquire(ctx context.Context, key, holder string, ttl time.Dura
 			return Lease{}, fmt.Errorf("lease: s3: acquiring %s: %w", key, err)
 		}
 		if cur.remaining > 0 {
-			return Lease{Key: key, Holder: cur.rec.Holder, Expires: time.Now().Add(cur.remaining), token: cur.rec.Token, etag: cur.etag}, ErrHeld
+			return Lease{Key: key, Holder: cur.rec.Holder, Expires: time.Now().Add(cur.remaining)}, ErrHeld
 		}
 		ifMatch = cur.etag
 	}

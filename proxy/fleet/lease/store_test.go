@@ -41,6 +41,7 @@ func testStore(t *testing.T, e engine) {
 	t.Run("OneWinnerPerKey", func(t *testing.T) { testOneWinner(t, e) })
 	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) { testTakeover(t, e) })
 	t.Run("OneWinnerPerTakeover", func(t *testing.T) { testConcurrentTakeover(t, e) })
+	t.Run("LateRenewRacesTakeover", func(t *testing.T) { testLateRenew(t, e) })
 	t.Run("RenewKeepsIt", func(t *testing.T) { testRenew(t, e) })
 	t.Run("ReleaseFreesIt", func(t *testing.T) { testRelease(t, e) })
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { testNamespaces(t, e) })
@@ -125,6 +126,14 @@ func testTakeover(t *testing.T, e engine) {
 	theirs, err := b.Acquire(ctx, key, holderURL(2), e.ttl)
 	if !errors.Is(err, lease.ErrHeld) || theirs.Holder != holderURL(1) {
 		t.Fatalf("B acquire while A holds it: (%+v, %v), want A's lease and ErrHeld", theirs, err)
+	}
+	// What ErrHeld returns describes A's lease; it cannot be used to
+	// renew or release it.
+	if _, err := b.Renew(ctx, theirs, e.ttl); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Errorf("B renewing A's lease from ErrHeld: %v, want an error saying it is not B's", err)
+	}
+	if err := b.Release(ctx, theirs); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Errorf("B releasing A's lease from ErrHeld: %v, want an error saying it is not B's", err)
 	}
 	var lb lease.Lease
 	testwait.Eventually(t, e.ttl+10*time.Second, func() error {
@@ -217,6 +226,63 @@ func testConcurrentTakeover(t *testing.T, e engine) {
 	for k, w := range winners {
 		if len(w) != 1 {
 			t.Errorf("key %d: hosts %v all took the expired lease over, want exactly one", k, w)
+		}
+	}
+}
+
+// testLateRenew: a holder that renews only after its lease expired races
+// two hosts taking it over, for several keys at once: exactly one of the
+// three ends up holding each (the late renewal may win if nobody took the
+// lease yet, but never beside a taker).
+func testLateRenew(t *testing.T, e engine) {
+	const keys = 5
+	a, b, c := e.host(t, "late"), e.host(t, "late"), e.host(t, "late")
+	ctx := ctxFor(t, 60*time.Second)
+	leases := make([]lease.Lease, keys)
+	for k := range leases {
+		l, err := a.Acquire(ctx, fmt.Sprintf("sha256:late%d", k), holderURL(1), e.ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[k] = l
+	}
+	// Past the expiry as every engine judges it (the object stores add a
+	// second of margin to one-second timestamps).
+	time.Sleep(time.Until(leases[keys-1].Expires) + 2*time.Second)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := make([][]string, keys)
+	for k := range leases {
+		key := fmt.Sprintf("sha256:late%d", k)
+		win := func(who string) {
+			mu.Lock()
+			winners[k] = append(winners[k], who)
+			mu.Unlock()
+		}
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Renew(ctx, leases[k], e.ttl); err == nil {
+				win("A (late renew)")
+			} else if !errors.Is(err, lease.ErrLost) {
+				t.Errorf("key %d: A renew: %v", k, err)
+			}
+		}()
+		for i, s := range []lease.Store{b, c} {
+			go func() {
+				defer wg.Done()
+				if _, err := s.Acquire(ctx, key, holderURL(2+i), e.ttl); err == nil {
+					win(holderURL(2 + i))
+				} else if !errors.Is(err, lease.ErrHeld) {
+					t.Errorf("key %d: acquire: %v", k, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for k, w := range winners {
+		if len(w) != 1 {
+			t.Errorf("key %d: %v hold the lease, want exactly one", k, w)
 		}
 	}
 }
