@@ -96,9 +96,10 @@ func (s sharedAfterLease) open(ctx context.Context, f *fill, acc *access) (io.Re
 }
 
 // peerSource reads a blob from a fleet peer and, when the peer's stream
-// breaks off (the holder died or restarted), goes on from the upstream at
-// the same offset: the upstream body's first bytes are skipped, so the fill
-// hashes one continuous stream and its readers never see a gap. Content
+// breaks off (the holder died or restarted), goes on from the upstream
+// where it was: Upstream.Open has no range, so the upstream body's first
+// bytes (those the peer sent) are read again and skipped, and the fill
+// hashes one continuous stream whose readers never see a gap. Content
 // that does not verify is caught by the fill like any other.
 type peerSource struct {
 	ctx      context.Context

@@ -21,9 +21,10 @@
 //     private content), then streams the blob from the holder, which serves
 //     it from its fill in progress (one more reader of it). The cache
 //     verifies the digest as for any source; if the holder goes away
-//     mid-stream the fill goes on from upstream at the same offset, and a
-//     copy that does not verify is never committed (the digest is then
-//     filled from upstream for a while without asking the fleet);
+//     mid-stream the fill goes on from upstream where it was (the
+//     upstream's body is read from the start, the bytes it had skipped),
+//     and a copy that does not verify is never committed (the digest is
+//     then filled from upstream for a while without asking the fleet);
 //   - the engine is down or slow: the fill goes upstream, counted.
 //
 // A holder killed mid-fill costs its followers one upstream download each
