@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/spacelift-io/tollgate/allowlist/name"
 	"github.com/spacelift-io/tollgate/allowlist/pattern"
 )
 
@@ -73,12 +74,27 @@ func BenchmarkCheckMix(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verdicts/s")
 }
 
-// BenchmarkCheckRepository is the proxy's per-request call.
+// BenchmarkCheckRepository parses host and repository, then decides.
 func BenchmarkCheckRepository(b *testing.B) {
 	p := benchPolicy(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = p.CheckRepository("x.team37.example.org", "team/app")
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verdicts/s")
+}
+
+// BenchmarkDecide is the proxy's per-request call: the name its routing
+// made, decided.
+func BenchmarkDecide(b *testing.B) {
+	p := benchPolicy(b)
+	r, err := name.New("x.team37.example.org", "team/app")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p.Decide(r)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verdicts/s")
 }

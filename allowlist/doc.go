@@ -1,6 +1,7 @@
 // Package allowlist decides which image references may be pulled. The proxy
-// asks it for every request (CheckRepository) and `tollgate check` for each
-// reference on its command line (Check). Attackers choose the references,
+// asks it for every request (Decide, with the canonical name.Repository its
+// routing made; the verdict decides, it never renames) and `tollgate check`
+// for each reference on its command line (Check). Attackers choose the references,
 // so the rules below are exact and matching never works on substrings.
 //
 // # References

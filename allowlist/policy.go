@@ -11,6 +11,7 @@ import (
 
 	"github.com/distribution/reference"
 
+	"github.com/spacelift-io/tollgate/allowlist/name"
 	"github.com/spacelift-io/tollgate/allowlist/pattern"
 	"github.com/spacelift-io/tollgate/config"
 )
@@ -112,18 +113,15 @@ func (p *Policy) Check(ref string) Verdict {
 		// The parser's message may quote the input, which can be huge.
 		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %s", quoteShort(ref), cut(err.Error()))}
 	}
-	host, err := pattern.ParseHost(reference.Domain(named))
-	if err != nil {
+	r, err := name.New(reference.Domain(named), reference.Path(named))
+	switch {
+	case errors.Is(err, reference.ErrNameTooLong):
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), reference.ErrNameTooLong)}
+	case err != nil:
 		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), err)}
 	}
-	repo := dockerHubRepo(host, reference.Path(named))
-	if len(repo) > reference.RepositoryNameTotalLengthMax {
-		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), reference.ErrNameTooLong)}
-	}
 	var b strings.Builder
-	b.WriteString(host.String())
-	b.WriteByte('/')
-	b.WriteString(repo)
+	b.WriteString(r.String())
 	tagged, hasTag := named.(reference.Tagged)
 	digested, hasDigest := named.(reference.Digested)
 	if hasTag {
@@ -137,35 +135,35 @@ func (p *Policy) Check(ref string) Verdict {
 	if !hasTag && !hasDigest {
 		b.WriteString(":latest")
 	}
-	return p.decide(host, repo, b.String())
+	return p.decideName(r, b.String())
 }
 
 // CheckRepository decides whether repository (a path such as
-// "library/alpine") on registry host may be pulled; the proxy asks it for
-// every request. host is canonicalised as by CanonicalHost; an invalid host
-// or repository is denied.
+// "library/alpine") on registry host may be pulled. host is canonicalised
+// as by CanonicalHost and Docker Hub's "library/" applied (name.New); an
+// invalid host or repository is denied.
 func (p *Policy) CheckRepository(host, repository string) Verdict {
-	h, err := pattern.ParseHost(host)
+	r, err := name.New(host, repository)
 	if err != nil {
 		return Verdict{Reference: host + "/" + repository, Reason: err.Error()}
 	}
-	if err := pattern.ValidRepository(repository); err != nil {
-		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, err)}
-	}
-	repo := dockerHubRepo(h, repository)
-	if len(repo) > reference.RepositoryNameTotalLengthMax {
-		return Verdict{Reference: host + "/" + repository, Reason: fmt.Sprintf("invalid repository %s on %s: %v", quoteShort(repository), h, reference.ErrNameTooLong)}
-	}
-	return p.decide(h, repo, h.String()+"/"+repo)
+	return p.Decide(r)
 }
 
-// dockerHubRepo applies Docker Hub's "library/" rule after alias folding:
-// registry-1.docker.io/alpine is docker.io/library/alpine.
-func dockerHubRepo(h pattern.Host, repo string) string {
-	if h.Name == pattern.DockerHub && h.Port == "" && !strings.Contains(repo, "/") {
-		return "library/" + repo
+// Decide decides whether repository r may be pulled; the proxy asks it for
+// every request, with the name its routing made.
+func (p *Policy) Decide(r name.Repository) Verdict {
+	return p.decideName(r, r.String())
+}
+
+// decideName splits r's host for matching and decides.
+func (p *Policy) decideName(r name.Repository, ref string) Verdict {
+	h, err := pattern.ParseHost(r.Host)
+	if err != nil {
+		// Not made by name.New: refused, never matched as written.
+		return Verdict{Reference: ref, Reason: err.Error()}
 	}
-	return repo
+	return p.decide(h, r.Path, ref)
 }
 
 func (p *Policy) decide(h pattern.Host, repo, ref string) Verdict {

@@ -147,6 +147,7 @@ func (c *Config) Normalize() {
 	if c.Proxy.ShutdownTimeout == 0 {
 		c.Proxy.ShutdownTimeout = d.Proxy.ShutdownTimeout
 	}
+	c.Proxy.Fleet.normalize()
 	if c.ECR.RefreshMargin == 0 {
 		c.ECR.RefreshMargin = d.ECR.RefreshMargin
 	}

@@ -34,7 +34,7 @@ func (c *Config) validateProxy() []FieldError {
 			}
 		}
 	}
-	return fes
+	return append(fes, c.validateFleet()...)
 }
 
 // checkEndpoint returns what is wrong with an upstream endpoint URL, or "".

@@ -33,6 +33,22 @@ type Proxy struct {
 	Shared *SharedCache `yaml:"shared,omitempty"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight pulls.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Fleet makes the proxies of a fleet fetch each new blob from upstream
+	// once (cross-host single flight); nil: this host alone.
+	Fleet *Fleet `yaml:"fleet,omitempty"`
+}
+
+// Fleet configures the proxy's fleet mode (docs/fleet.md).
+type Fleet struct {
+	// Listen is the peer listener's host:port, separate from Proxy.Listen.
+	Listen string `yaml:"listen"`
+	// Advertise is the URL peers dial; default http://<listen>.
+	Advertise string `yaml:"advertise,omitempty"`
+	// SecretFile holds the secret every member shares (0600).
+	SecretFile string `yaml:"secret_file"`
+	// Lease is where fill leases live: "shared" (the shared tier's object
+	// store, the default) or redis://HOST:PORT/DB.
+	Lease string `yaml:"lease,omitempty"`
 }
 
 // Cache is the proxy's local content cache.

@@ -28,8 +28,9 @@ const (
 // Result is what one check found.
 type Result struct {
 	// Name identifies the check: config, allowlist, config-dir, cache-dir,
-	// helper, proxy-cache, imds, aws-credentials, aws-identity, ecr, proxy
-	// (and proxy-cache-verify from VerifyProxyCache).
+	// helper, proxy-cache, proxy-shared, fleet-lease, imds,
+	// aws-credentials, aws-identity, ecr, proxy (and proxy-cache-verify from
+	// VerifyProxyCache).
 	Name string `json:"name"`
 	// Target is what was checked when a check runs more than once (the
 	// registry host for ecr).
@@ -100,6 +101,12 @@ func Run(ctx context.Context, o Options) Report {
 	add(func(ctx context.Context) []Result { return []Result{d.check(ctx, "helper", "", checkHelper)} })
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "proxy-cache", "", func(context.Context) Result { return checkProxyCacheDir(cfg) })}
+	})
+	add(func(ctx context.Context) []Result {
+		return []Result{d.check(ctx, "proxy-shared", "", func(ctx context.Context) Result { return checkSharedTier(ctx, cfg) })}
+	})
+	add(func(ctx context.Context) []Result {
+		return []Result{d.check(ctx, "fleet-lease", "", func(ctx context.Context) Result { return checkFleetLease(ctx, cfg) })}
 	})
 	add(d.awsChecks)
 	for _, h := range o.Registries {

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,111 +19,166 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-// serveBlob answers GET and HEAD of a blob.
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, rt *route) {
+// blobService answers blob requests. It looks in one order: the cache
+// (which itself looks in the shared tier, and fills from the upstream once
+// for every client that asks meanwhile: cache.Fetch), else the upstream.
+// The cache is written in one place, the cache's fill; a blob too large for
+// the cache, or without room on its disk, is streamed past it, verified.
+type blobService struct {
+	upstreams *upstreams
+	cache     *cache.Cache // nil: nothing is cached
+	metrics   *metrics
+	// background runs work that outlives the request (Server.background).
+	background func(func(ctx context.Context))
+	// bodyIdleTimeout cuts a blob streamed straight from upstream (not
+	// through the cache, which has its own) when the upstream sends nothing
+	// for this long.
+	bodyIdleTimeout time.Duration
+}
+
+// serve answers GET and HEAD of a blob.
+func (bs *blobService) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.Method == http.MethodHead {
-		s.headBlob(w, r, rt)
+		bs.head(w, r, rt)
 		return
 	}
-	r = withoutStaleRange(r, rt.digest)
-	if s.cache == nil {
-		s.passThroughBlob(w, r, rt, "bypass")
-		return
+	r = usableRange(r, rt.digest)
+	switch {
+	case bs.cache == nil:
+		bs.passThrough(w, r, rt, "bypass")
+	case r.Header.Get("Range") != "" && !bs.cache.Exists(rt.digest):
+		bs.coldRange(w, r, rt)
+	default:
+		bs.fromCache(w, r, rt)
 	}
-	ri := infoFrom(r.Context())
-	if r.Header.Get("Range") != "" && !s.cache.Exists(rt.digest) {
-		// A range of a cold blob: forward it, keep nothing partial, and
-		// fill the whole blob in the background for the next client.
-		if !s.passThroughBlob(w, r, rt, "range") {
-			return // the upstream does not have it for us: nothing to warm
+}
+
+// coldRange forwards a range of a blob the cache does not hold, keeps
+// nothing partial, and fills the whole blob in the background for the next
+// client.
+func (bs *blobService) coldRange(w http.ResponseWriter, r *http.Request, rt *route) {
+	if !bs.passThrough(w, r, rt, "range") {
+		return // the upstream does not have it for us: nothing to warm
+	}
+	bs.background(func(ctx context.Context) {
+		rd, err := bs.cache.Fetch(ctx, rt.name.Host, rt.name.Path, rt.digest, -1, bs.upstream(rt))
+		if err == nil {
+			_ = rd.Close()
 		}
-		s.background(func(ctx context.Context) {
-			rd, err := s.cache.Fetch(ctx, rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
-			if err == nil {
-				_ = rd.Close()
-			}
-		})
-		return
-	}
-	rd, err := s.cache.Fetch(r.Context(), rt.host, rt.repository, rt.digest, -1, s.blobUpstream(rt))
+	})
+}
+
+// fromCache serves the blob through the cache: a committed file, or a fill
+// the cache streams as it arrives (from the shared tier or the upstream).
+// A blob the cache cannot hold is streamed past it.
+func (bs *blobService) fromCache(w http.ResponseWriter, r *http.Request, rt *route) {
+	ri := infoFrom(r.Context())
+	rd, err := bs.cache.Fetch(r.Context(), rt.name.Host, rt.name.Path, rt.digest, -1, bs.upstream(rt))
 	if errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrNoSpace) {
 		// Larger than the whole cache, or no room on its disk: streamed
 		// past it, still verified.
-		s.passThroughBlob(w, r, rt, "bypass")
+		bs.passThrough(w, r, rt, "bypass")
 		return
 	}
 	if err != nil {
 		if errors.Is(err, cache.ErrInvalidName) {
 			err = errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
 		}
-		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
 		return
 	}
 	defer rd.Close()
 	source := "upstream"
 	if rd.Cached() {
 		source = "cache"
-		s.cacheResult(ri, "blob", "hit")
+		bs.metrics.cacheResult(ri, "blob", "hit")
 	} else {
-		s.cacheResult(ri, "blob", "miss")
+		bs.metrics.cacheResult(ri, "blob", "miss")
 	}
-	h := w.Header()
-	h.Set("Docker-Content-Digest", rt.digest.String())
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Etag", `"`+rt.digest.String()+`"`)
-	h.Set("Accept-Ranges", "bytes")
+	setBlobHeaders(w.Header(), rt.digest)
 	before := bytesWritten(w)
-	defer func() { s.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
+	defer func() { bs.metrics.bytesServed.WithLabelValues(source).Add(float64(bytesWritten(w) - before)) }()
 	if r.Header.Get("Range") != "" && rd.Size() >= 0 {
-		src := &readErrors{ReadSeeker: rd}
-		http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, src)
-		if err := src.failed(); err != nil {
-			// ServeContent ends quietly when its reader fails (a fill that
-			// did not verify, a client gone): the response must not.
-			ri.err = err
-			panic(http.ErrAbortHandler)
-		}
+		serveRanges(w, r, rd)
 		return
 	}
 	var first []byte
 	if !rd.Cached() {
-		// Wait for the first bytes of a fill before committing to 200, so
-		// that an upstream failing early still gets the client a proper
-		// error instead of a cut connection.
-		buf := make([]byte, 32<<10)
-		n, err := readSome(rd, buf)
-		if err != nil && err != io.EOF {
+		if first, err = firstBytes(rd); err != nil {
 			rd.Close()
-			h.Del("Docker-Content-Digest")
-			h.Del("Etag")
-			h.Del("Accept-Ranges")
-			if errors.Is(err, cache.ErrNoSpace) {
-				// The cache's disk filled up before any byte went out.
-				s.passThroughBlob(w, r, rt, "bypass")
-				return
-			}
-			s.failUpstream(w, r, fillError(rt.host, err), errcode.ErrorCodeBlobUnknown)
+			bs.fillFailedEarly(w, r, rt, err)
 			return
 		}
-		first = buf[:n]
 	}
+	sendWhole(w, r, rd, first)
+}
+
+// setBlobHeaders sets what every blob answer carries: its digest (also its
+// strong ETag), a neutral type, and range support.
+func setBlobHeaders(h http.Header, d digest.Digest) {
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+}
+
+// serveRanges answers a Range request from content of known size
+// (http.ServeContent: 206, multipart for several ranges, 416).
+func serveRanges(w http.ResponseWriter, r *http.Request, rd *cache.Reader) {
+	src := &readErrors{ReadSeeker: rd}
+	http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, src)
+	if err := src.failed(); err != nil {
+		// ServeContent ends quietly when its reader fails (a fill that did
+		// not verify, a client gone): the response must not.
+		infoFrom(r.Context()).err = err
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// firstBytes waits for the first bytes of a fill before the answer commits
+// to 200, so that an upstream failing early still gets the client a proper
+// error instead of a cut connection.
+func firstBytes(rd io.Reader) ([]byte, error) {
+	buf := make([]byte, 32<<10)
+	n, err := readSome(rd, buf)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// fillFailedEarly answers a fill that failed before any byte went out: past
+// the cache if its disk filled up, else with the upstream's error.
+func (bs *blobService) fillFailedEarly(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	h := w.Header()
+	h.Del("Docker-Content-Digest")
+	h.Del("Etag")
+	h.Del("Accept-Ranges")
+	if errors.Is(err, cache.ErrNoSpace) {
+		bs.passThrough(w, r, rt, "bypass")
+		return
+	}
+	failUpstream(w, r, fillError(rt.name.Host, err), errcode.ErrorCodeBlobUnknown)
+}
+
+// sendWhole sends the whole blob: the bytes already read, then the rest.
+// w passes io.ReaderFrom through, so a committed blob goes out with
+// sendfile. A reader that fails (truncated or corrupt upstream content, the
+// last byte withheld; or the client left) must not end the response
+// cleanly: the handler aborts it.
+func sendWhole(w http.ResponseWriter, r *http.Request, rd *cache.Reader, first []byte) {
 	if size := rd.Size(); size >= 0 {
-		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
 	if len(first) > 0 {
 		if _, err := w.Write(first); err != nil {
-			ri.err = err
+			infoFrom(r.Context()).err = err
 			panic(http.ErrAbortHandler)
 		}
 	}
-	// w passes io.ReaderFrom through, so a committed blob goes out with
-	// sendfile.
 	if _, err := io.Copy(w, rd); err != nil {
-		// Truncated or corrupt upstream content (the reader withheld the
-		// last byte), or the client left. Either way the response must not
-		// end cleanly.
-		ri.err = err
+		infoFrom(r.Context()).err = err
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -149,21 +205,21 @@ func fillError(host string, err error) error {
 }
 
 // blobUpstream is how the cache reaches this blob in this repository.
-func (s *Server) blobUpstream(rt *route) cache.Upstream {
+func (bs *blobService) upstream(rt *route) cache.Upstream {
 	return cache.Upstream{
 		Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
-			resp, err := s.upstreamRequest(ctx, http.MethodGet, rt, nil, nil)
+			resp, err := bs.upstreams.request(ctx, http.MethodGet, rt, nil, nil)
 			if err != nil {
 				return nil, 0, err
 			}
 			if resp.StatusCode != http.StatusOK {
 				defer resp.Body.Close()
-				return nil, 0, readUpstreamError(rt.host, resp)
+				return nil, 0, readUpstreamError(rt.name.Host, resp)
 			}
-			return &countingBody{ReadCloser: resp.Body, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}, resp.ContentLength, nil
+			return &countingBody{ReadCloser: resp.Body, add: bs.metrics.upstreamBytes.WithLabelValues(bs.metrics.host(rt.name.Host)).Add}, resp.ContentLength, nil
 		},
 		Check: func(ctx context.Context) error {
-			_, err := s.headBlobUpstream(ctx, rt)
+			_, err := bs.headUpstream(ctx, rt)
 			return err
 		},
 	}
@@ -171,46 +227,28 @@ func (s *Server) blobUpstream(rt *route) cache.Upstream {
 
 // headBlobUpstream HEADs the blob upstream with this repository's
 // credentials and returns its size.
-func (s *Server) headBlobUpstream(ctx context.Context, rt *route) (int64, error) {
-	resp, err := s.upstreamRequest(ctx, http.MethodHead, rt, nil, nil)
+func (bs *blobService) headUpstream(ctx context.Context, rt *route) (int64, error) {
+	resp, err := bs.upstreams.request(ctx, http.MethodHead, rt, nil, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, readUpstreamError(rt.host, resp)
+		return 0, readUpstreamError(rt.name.Host, resp)
 	}
 	return resp.ContentLength, nil
 }
 
-// headBlob answers HEAD from the cache, or from an upstream HEAD (never a
+// head answers HEAD from the cache, or from an upstream HEAD (never a
 // download).
-func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
-	ri := infoFrom(r.Context())
-	size := int64(-1)
-	if s.cache != nil {
-		if n, ok := s.cache.Stat(rt.host, rt.repository, rt.digest); ok {
-			size = n
-			s.cacheResult(ri, "blob", "hit")
-		}
+func (bs *blobService) head(w http.ResponseWriter, r *http.Request, rt *route) {
+	size, result, err := bs.headSize(r.Context(), rt)
+	if err != nil {
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		return
 	}
-	if size < 0 {
-		n, err := s.headBlobUpstream(r.Context(), rt)
-		if err != nil {
-			s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
-			return
-		}
-		size = n
-		if s.cache != nil {
-			result := "miss"
-			if s.cache.Exists(rt.digest) {
-				// The upstream just confirmed this repository has it.
-				if err := s.cache.Link(rt.host, rt.repository, rt.digest); err == nil {
-					result = "link"
-				}
-			}
-			s.cacheResult(ri, "blob", result)
-		}
+	if result != "" {
+		bs.metrics.cacheResult(infoFrom(r.Context()), "blob", result)
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", rt.digest.String())
@@ -223,21 +261,54 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, rt *route) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// passThroughBlob streams a blob (or the requested range of it) from
+// headSize is the blob's size: from the cache when it holds the blob for
+// this repository; else from the upstream's HEAD, which also admits the
+// repository to a copy the cache holds for another (cache.Admit). result
+// is how the cache answered ("" without a cache).
+func (bs *blobService) headSize(ctx context.Context, rt *route) (size int64, result string, err error) {
+	if bs.cache == nil {
+		size, err = bs.headUpstream(ctx, rt)
+		return size, "", err
+	}
+	if n, ok := bs.cache.Stat(rt.name.Host, rt.name.Path, rt.digest); ok {
+		return n, "hit", nil
+	}
+	asked := false
+	size = -1
+	n, err := bs.cache.Admit(ctx, rt.name.Host, rt.name.Path, rt.digest, func(ctx context.Context) (err error) {
+		asked = true
+		size, err = bs.headUpstream(ctx, rt)
+		return err
+	})
+	switch {
+	case err == nil && asked:
+		return size, "link", nil
+	case err == nil:
+		return n, "hit", nil // linked meanwhile
+	case !errors.Is(err, cache.ErrNotFound):
+		return 0, "", err // the upstream refused this repository
+	case asked:
+		return size, "miss", nil // proven, but evicted meanwhile
+	}
+	size, err = bs.headUpstream(ctx, rt)
+	return size, "miss", err
+}
+
+// passThrough streams a blob (or the requested range of it) from
 // upstream without caching it. A whole blob is verified as it streams and its
 // last chunk is held back until the digest matched, so a truncated or corrupt
 // upstream body never reaches the client complete. It reports whether the
 // upstream has the blob (it answered 200, 206, or 416 for a bad range).
-func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
+func (bs *blobService) passThrough(w http.ResponseWriter, r *http.Request, rt *route, result string) bool {
 	ri := infoFrom(r.Context())
-	s.cacheResult(ri, "blob", result)
+	bs.metrics.cacheResult(ri, "blob", result)
 	var hdr http.Header
 	if rg := r.Header.Get("Range"); rg != "" {
 		hdr = http.Header{"Range": {rg}}
 	}
-	resp, err := s.upstreamRequest(r.Context(), http.MethodGet, rt, nil, hdr)
+	resp, err := bs.upstreams.request(r.Context(), http.MethodGet, rt, nil, hdr)
 	if err != nil {
-		s.failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, err, errcode.ErrorCodeBlobUnknown)
 		return false
 	}
 	defer resp.Body.Close()
@@ -247,7 +318,7 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 			writeError(w, errcode.ErrorCodeRangeInvalid.WithMessage("requested range not satisfiable"))
 			return true // the blob is there; only the range is wrong
 		}
-		s.failUpstream(w, r, readUpstreamError(rt.host, resp), errcode.ErrorCodeBlobUnknown)
+		failUpstream(w, r, readUpstreamError(rt.name.Host, resp), errcode.ErrorCodeBlobUnknown)
 		return false
 	}
 	h := w.Header()
@@ -270,11 +341,11 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 		h.Set("Content-Range", cr)
 	}
 	w.WriteHeader(resp.StatusCode)
-	idle := newIdleBody(resp.Body, s.bodyIdleTimeout)
+	idle := newIdleBody(resp.Body, bs.bodyIdleTimeout)
 	defer idle.stop()
-	body := &countingBody{ReadCloser: idle, add: s.metrics.upstreamBytes.WithLabelValues(s.metrics.host(rt.host)).Add}
+	body := &countingBody{ReadCloser: idle, add: bs.metrics.upstreamBytes.WithLabelValues(bs.metrics.host(rt.name.Host)).Add}
 	before := bytesWritten(w)
-	defer func() { s.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
+	defer func() { bs.metrics.bytesServed.WithLabelValues("upstream").Add(float64(bytesWritten(w) - before)) }()
 	if resp.StatusCode == http.StatusPartialContent {
 		if _, err := io.Copy(w, body); err != nil {
 			ri.err = err
@@ -289,19 +360,35 @@ func (s *Server) passThroughBlob(w http.ResponseWriter, r *http.Request, rt *rou
 	return true
 }
 
-// withoutStaleRange applies If-Range (RFC 9110, 13.1.5) before anything
-// else looks at Range: a blob's only validator is its strong ETag, the
-// quoted digest, so an If-Range naming anything else (another ETag, a weak
-// one, a date) asks for the whole blob and the Range is dropped. Without
-// this, a cold range forwarded upstream would answer 206 where a cached
-// blob (http.ServeContent) answers 200.
-func withoutStaleRange(r *http.Request, d digest.Digest) *http.Request {
+// maxRanges is how many ranges one request may ask for (nginx's
+// max_ranges): past it the Range header is ignored and the whole blob is
+// the answer (200), so that a request of many tiny ranges (4,000 one-byte
+// ranges in a 16 KB header) cannot multiply a response into a multipart
+// body many times the blob's size. Registry clients ask for one range (to
+// resume a download).
+const maxRanges = 16
+
+// usableRange decides, before anything else looks at Range, whether the
+// request's Range applies:
+//
+//   - If-Range (RFC 9110, 13.1.5): a blob's only validator is its strong
+//     ETag, the quoted digest, so an If-Range naming anything else (another
+//     ETag, a weak one, a date) asks for the whole blob. Without this, a
+//     cold range forwarded upstream would answer 206 where a cached blob
+//     (http.ServeContent) answers 200.
+//   - more than maxRanges ranges: the whole blob.
+func usableRange(r *http.Request, d digest.Digest) *http.Request {
+	rg := r.Header.Get("Range")
+	if rg == "" {
+		return r
+	}
 	ir := r.Header.Get("If-Range")
-	if ir == "" || r.Header.Get("Range") == "" {
+	tooMany := strings.Count(rg, ",") >= maxRanges
+	if ir == "" && !tooMany {
 		return r
 	}
 	r2 := r.Clone(r.Context())
-	if ir != `"`+d.String()+`"` {
+	if (ir != "" && ir != `"`+d.String()+`"`) || tooMany {
 		r2.Header.Del("Range")
 	}
 	r2.Header.Del("If-Range")
@@ -333,6 +420,13 @@ func (r *readErrors) failed() error {
 	defer r.mu.Unlock()
 	return r.err
 }
+
+var (
+	_ http.ResponseWriter = (*rangeErrorWriter)(nil)
+	_ io.ReaderFrom       = (*rangeErrorWriter)(nil) // sendfile passes through
+	_ io.ReadCloser       = (*countingBody)(nil)
+	_ io.ReadCloser       = (*idleBody)(nil)
+)
 
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into an OCI
 // error body (RANGE_INVALID), as the cold path answers it. ServeContent sets

@@ -11,11 +11,22 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/proxy/cache"
 )
+
+// claimMode opens and closes a cache in dir in mode, as tollgate proxy
+// does at start-up.
+func claimMode(dir string, mode cache.Mode) error {
+	c, err := cache.Open(context.Background(), cache.Options{Dir: dir, Mode: mode})
+	if err != nil {
+		return err
+	}
+	return c.Close(context.Background())
+}
 
 func TestPublicProxyRefusesPrivateCache(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
-	if err := CheckCacheMode(dir, config.ModePrivate); err != nil {
+	if err := claimMode(dir, cache.ModePrivate); err != nil {
 		t.Fatal(err)
 	}
 	// A private proxy fills the cache from an upstream that needs a login.
@@ -31,8 +42,8 @@ func TestPublicProxyRefusesPrivateCache(t *testing.T) {
 	ctx := context.Background()
 	_ = priv.cache.Close(ctx)
 
-	err := CheckCacheMode(dir, config.ModePublic)
-	if !errors.Is(err, ErrPrivateCacheInPublicMode) {
+	err := claimMode(dir, cache.ModePublic)
+	if !errors.Is(err, cache.ErrPrivateContent) {
 		t.Fatalf("public mode on a private cache: %v", err)
 	}
 	// Why it matters: without the check a public proxy serves the private
@@ -50,20 +61,20 @@ func TestPublicProxyRefusesPrivateCache(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(other, "blobs", "sha256"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckCacheMode(other, config.ModePublic); !errors.Is(err, ErrPrivateCacheInPublicMode) {
+	if err := claimMode(other, cache.ModePublic); !errors.Is(err, cache.ErrPrivateContent) {
 		t.Fatalf("unrecorded non-empty cache in public mode: %v", err)
 	}
 	empty := filepath.Join(t.TempDir(), "c3")
-	if err := CheckCacheMode(empty, config.ModePublic); err != nil {
+	if err := claimMode(empty, cache.ModePublic); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckCacheMode(empty, config.ModePublic); err != nil {
+	if err := claimMode(empty, cache.ModePublic); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckCacheMode(empty, config.ModePrivate); err != nil {
+	if err := claimMode(empty, cache.ModePrivate); err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckCacheMode(empty, config.ModePublic); !errors.Is(err, ErrPrivateCacheInPublicMode) {
+	if err := claimMode(empty, cache.ModePublic); !errors.Is(err, cache.ErrPrivateContent) {
 		t.Fatalf("public after private: %v", err)
 	}
 }

@@ -163,3 +163,9 @@ func validRetryAfter(v string) bool {
 func upstreamDiagnostic(d transport.Diagnostic) errcode.Error {
 	return errcode.Error{Code: errcode.ParseErrorCode(string(d.Code)), Message: d.Message}
 }
+
+// badUpstream is an upstream answer that cannot be served: the client gets
+// 502 with what was wrong.
+func badUpstream(host string, code errcode.ErrorCode, msg string) error {
+	return &upstreamError{Host: host, Status: http.StatusBadGateway, Unusable: true, Errors: errcode.Errors{code.WithMessage(msg)}}
+}

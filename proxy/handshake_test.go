@@ -42,14 +42,14 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
 	errA := make(chan error, 1)
-	go func() { _, err := ups.client(ctxA, testHost, "team/app"); errA <- err }()
+	go func() { _, err := ups.client(ctxA, testRepo("team/app")); errA <- err }()
 	select {
 	case <-arrived:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handshake never reached the upstream")
 	}
 	errB := make(chan error, 1)
-	go func() { _, err := ups.client(context.Background(), testHost, "team/app"); errB <- err }()
+	go func() { _, err := ups.client(context.Background(), testRepo("team/app")); errB <- err }()
 	// B may join A's handshake before or after A hangs up: either way there
 	// must be one handshake, and it must survive. Had A's hangup ended it, B
 	// fails (it joined) or shakes hands again (it came late), which the

@@ -190,7 +190,7 @@ func TestClientHangupDoesNotAbortFill(t *testing.T) {
 
 	// The fill finishes without the client: the next GET is a cache hit,
 	// with no second upstream download.
-	r, err := p.cache.Fetch(context.Background(), testHost, "bad/img", d, -1, p.srv.blobUpstream(&route{kind: kindBlob, host: testHost, repository: "bad/img", reference: d.String(), digest: d}))
+	r, err := p.cache.Fetch(context.Background(), testHost, "bad/img", d, -1, p.srv.blobs.upstream(&route{kind: kindBlob, name: testRepo("bad/img"), reference: d.String(), digest: d}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestStalledUpstreamBodyIsCut(t *testing.T) {
 	t.Cleanup(up.Close)
 	t.Cleanup(func() { close(stop) })
 	p := startProxy(t, proxyOpts{noCache: true, endpoints: map[string]string{testHost: up.URL}})
-	p.srv.bodyIdleTimeout = 300 * time.Millisecond
+	p.srv.blobs.bodyIdleTimeout = 300 * time.Millisecond
 
 	client := &http.Client{Timeout: 20 * time.Second}
 	start := time.Now()
@@ -46,6 +46,6 @@ func TestStalledUpstreamBodyIsCut(t *testing.T) {
 		t.Fatal("a stalled upstream body ended cleanly")
 	}
 	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("the proxy waited %s on a stalled upstream (idle timeout %s): %v", took, p.srv.bodyIdleTimeout, err)
+		t.Fatalf("the proxy waited %s on a stalled upstream (idle timeout %s): %v", took, p.srv.blobs.bodyIdleTimeout, err)
 	}
 }

@@ -30,6 +30,11 @@ func infoFrom(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
+var (
+	_ http.ResponseWriter = (*statusWriter)(nil)
+	_ io.ReaderFrom       = (*statusWriter)(nil) // sendfile passes through
+)
+
 // statusWriter records the status and body size written.
 type statusWriter struct {
 	http.ResponseWriter

@@ -122,3 +122,20 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// cacheResult records how the cache answered a request, in its log line
+// and the cache results metric.
+func (m *metrics) cacheResult(ri *requestInfo, kind, result string) {
+	ri.cache = result
+	m.cacheResults.WithLabelValues(kind, result).Inc()
+}
+
+// registerAll registers more collectors (Options.Collectors).
+func registerAll(reg *prometheus.Registry, cs []prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

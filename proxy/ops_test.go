@@ -24,7 +24,6 @@ func TestHealthReadyMetrics(t *testing.T) {
 	up.push(t, "team/app", "v1", randomImage(t, 1024, 1), nil)
 	dir := filepath.Join(t.TempDir(), "cache")
 	p := startProxy(t, proxyOpts{endpoints: map[string]string{testHost: up.URL}, cacheDir: dir, allow: []string{testHost + "/team/*"}})
-	p.srv.cacheDir = dir
 
 	resp, body := p.do(t, http.MethodGet, "/healthz", nil)
 	if resp.StatusCode != http.StatusOK {
@@ -50,9 +49,15 @@ func TestHealthReadyMetrics(t *testing.T) {
 			t.Fatalf("readyz with a read-only cache: %d %s", resp.StatusCode, body)
 		}
 	} else {
-		p.srv.cacheDir = filepath.Join(dir, "missing", "dir")
+		// Root writes anywhere: take the directory away instead.
+		moved := dir + ".moved"
+		if err := os.Rename(dir, moved); err != nil {
+			t.Fatal(err)
+		}
 		resp, _ = p.do(t, http.MethodGet, "/readyz", nil)
-		p.srv.cacheDir = dir
+		if err := os.Rename(moved, dir); err != nil {
+			t.Fatal(err)
+		}
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("readyz with a missing cache dir: %d", resp.StatusCode)
 		}
@@ -189,7 +194,7 @@ func TestParseRoute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rt.kind != tc.kind || rt.host != tc.host || rt.repository != tc.repo || rt.reference != tc.ref || (tc.kind != kindBase && rt.style != tc.style) {
+			if rt.kind != tc.kind || rt.name.Host != tc.host || rt.name.Path != tc.repo || rt.reference != tc.ref || (tc.kind != kindBase && rt.style != tc.style) {
 				t.Fatalf("got %+v", rt)
 			}
 		})

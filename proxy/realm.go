@@ -57,6 +57,8 @@ type realmGuard struct {
 	metrics        *metrics
 }
 
+var _ http.RoundTripper = (*realmGuard)(nil)
+
 func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	isToken := isTokenRequest(req)
 	if isToken && g.metrics != nil {

@@ -35,19 +35,13 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	ri.host, ri.repository, ri.reference = rt.host, rt.repository, rt.reference
-	v := s.policy.CheckRepository(rt.host, rt.repository)
-	if v.Host != "" {
-		rt.host, ri.host = v.Host, v.Host
-	}
-	if v.Repository != "" {
-		rt.repository, ri.repository = v.Repository, v.Repository
-	}
+	ri.host, ri.repository, ri.reference = rt.name.Host, rt.name.Path, rt.reference
+	v := s.policy.Decide(rt.name)
 	if !v.Allowed {
-		s.metrics.denials.WithLabelValues(s.metrics.deniedHost(rt.host)).Inc()
+		s.metrics.denials.WithLabelValues(s.metrics.deniedHost(rt.name.Host)).Inc()
 		reason := v.Reason
 		if reason == "" {
-			reason = rt.host + "/" + rt.repository + " is not on the registry allowlist"
+			reason = rt.name.String() + " is not on the registry allowlist"
 		}
 		ri.err = errors.New("denied: " + reason)
 		writeError(w, errcode.ErrorCodeDenied.WithMessage(reason))
@@ -55,17 +49,17 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.kind {
 	case kindManifest:
-		s.serveManifest(w, r, rt)
+		s.manifests.serve(w, r, rt)
 	case kindBlob:
-		s.serveBlob(w, r, rt)
+		s.blobs.serve(w, r, rt)
 	case kindTags:
-		s.serveTags(w, r, rt)
+		s.tags.serve(w, r, rt)
 	}
 }
 
 // failUpstream answers the client for an upstream that could not be asked or
 // refused, choosing the code from the kind of failure.
-func (s *Server) failUpstream(w http.ResponseWriter, r *http.Request, err error, notFound errcode.ErrorCode) {
+func failUpstream(w http.ResponseWriter, r *http.Request, err error, notFound errcode.ErrorCode) {
 	ri := infoFrom(r.Context())
 	ri.err = err
 	var ue *upstreamError

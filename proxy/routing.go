@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/allowlist/name"
 )
 
 // routeKind says which part of the distribution API a request addresses.
@@ -47,12 +47,9 @@ const (
 // route is a parsed distribution API request.
 type route struct {
 	kind routeKind
-	// host is the upstream registry host as the client named it, lower-cased
-	// (Docker Hub is "docker.io"). The policy's verdict canonicalises it.
-	host string
-	// repository is the upstream repository path, normalised by
-	// distribution/reference rules (Docker Hub single names get library/).
-	repository string
+	// name is the upstream repository, canonical (made once, here, and
+	// used unchanged by the policy, credentials, upstream and cache).
+	name name.Repository
 	// clientName is the repository name exactly as it appeared in the path,
 	// including a leading registry host in path style.
 	clientName string
@@ -140,46 +137,36 @@ func (r *route) setReference() error {
 			r.digest = d
 			return nil
 		}
-		if !tagPattern.MatchString(r.reference) {
+		if name.ValidTag(r.reference) != nil {
 			return errcode.ErrorCodeTagInvalid.WithMessage("invalid tag " + quote(r.reference))
 		}
 	}
 	return nil
 }
 
-// setName splits the path name into registry host and repository.
-func (r *route) setName(name, ns string) error {
-	host, repo := "", name
+// setName splits the path's repository name into registry host and
+// repository and makes the canonical name of the upstream repository.
+func (r *route) setName(clientName, ns string) error {
+	host, repo := "", clientName
 	// containerd names the upstream in ?ns= and sends the repository path
 	// unchanged, so ns wins even when the repository's first component
 	// looks like a host (GitLab groups may contain dots).
 	if ns != "" {
 		host, r.style, r.ns = ns, styleNS, ns
-	} else if first, remainder, ok := strings.Cut(name, "/"); ok && isHost(first) {
+	} else if first, remainder, ok := strings.Cut(clientName, "/"); ok && isHost(first) {
 		host, repo, r.style = first, remainder, stylePath
-	} else if !strings.Contains(name, "/") && isHost(name) {
-		return errcode.ErrorCodeNameInvalid.WithMessage("missing repository after registry host " + quote(name))
+	} else if !strings.Contains(clientName, "/") && isHost(clientName) {
+		return errcode.ErrorCodeNameInvalid.WithMessage("missing repository after registry host " + quote(clientName))
 	} else {
 		host, r.style = dockerHub, styleDefault
 	}
-	host = strings.ToLower(host)
-	named, err := reference.ParseNormalizedNamed(host + "/" + repo)
+	n, err := name.Parse(strings.ToLower(host) + "/" + repo)
 	if err != nil {
-		return errcode.ErrorCodeNameInvalid.WithMessage("invalid repository name " + quote(name) + ": " + err.Error())
+		return errcode.ErrorCodeNameInvalid.WithMessage(err.Error())
 	}
-	if _, tagged := named.(reference.Tagged); tagged {
-		return errcode.ErrorCodeNameInvalid.WithMessage("invalid repository name " + quote(name))
-	}
-	if _, digested := named.(reference.Digested); digested {
-		return errcode.ErrorCodeNameInvalid.WithMessage("invalid repository name " + quote(name))
-	}
-	r.host = reference.Domain(named)
-	r.repository = reference.Path(named)
+	r.name = n
 	return nil
 }
-
-// tagPattern is distribution/reference's tag grammar, anchored.
-var tagPattern = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
 
 // isHost reports whether the first path component names a registry host, as
 // docker and distribution/reference decide it: it has a dot or a port, or it
@@ -189,14 +176,14 @@ func isHost(s string) bool {
 }
 
 // upstreamPath is the path of this route on the upstream registry.
-func (r *route) upstreamPath(repository string) string {
+func (r *route) upstreamPath() string {
 	switch r.kind {
 	case kindManifest:
-		return "/v2/" + repository + "/manifests/" + r.reference
+		return "/v2/" + r.name.Path + "/manifests/" + r.reference
 	case kindBlob:
-		return "/v2/" + repository + "/blobs/" + r.reference
+		return "/v2/" + r.name.Path + "/blobs/" + r.reference
 	case kindTags:
-		return "/v2/" + repository + "/tags/list"
+		return "/v2/" + r.name.Path + "/tags/list"
 	}
 	return "/v2/"
 }

@@ -7,15 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	gocache "github.com/patrickmn/go-cache"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/spacelift-io/tollgate/config"
 	"github.com/spacelift-io/tollgate/proxy/cache"
@@ -35,9 +32,9 @@ type Options struct {
 	// -> endpoint).
 	Endpoints map[string]Endpoint
 	// Cache stores verified content; nil serves everything from upstream.
+	// It owns its directory: the mode record (cache.Options.Mode), the
+	// writability /readyz asks about, the size limits.
 	Cache *cache.Cache
-	// CacheDir is checked for writability by /readyz ("" skips the check).
-	CacheDir string
 	// Transport is the HTTP transport under all upstream traffic; nil uses
 	// one with the system trust store and bounded dial/header timeouts.
 	Transport *http.Transport
@@ -46,15 +43,20 @@ type Options struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests
 	// and cache fills after its context ends. Default 30s.
 	ShutdownTimeout time.Duration
+	// Collectors are more metrics served on /metrics (the fleet's).
+	Collectors []prometheus.Collector
 }
 
 // Server is the pull-through proxy. Its Handler serves the distribution API
 // under /v2/ and the operational endpoints /healthz, /readyz and /metrics.
+// It keeps the lifecycle and the routing; each API object has its service
+// (manifests, blobs, tags).
 type Server struct {
 	policy    Policy
-	upstreams *upstreams
+	manifests *manifestService
+	blobs     *blobService
+	tags      *tagService
 	cache     *cache.Cache
-	cacheDir  string
 	log       *slog.Logger
 	metrics   *metrics
 	shutdown  time.Duration
@@ -71,16 +73,6 @@ type Server struct {
 	fillCtx    context.Context
 	cancelFill context.CancelFunc
 	handler    http.Handler
-	// tagLists holds full upstream tag lists briefly, for pagination.
-	tagLists *gocache.Cache
-	// manifestFlight merges concurrent identical upstream manifest requests.
-	manifestFlight singleflight.Group
-	// tagFlight merges concurrent fetches of one full tag list.
-	tagFlight singleflight.Group
-	// bodyIdleTimeout cuts a blob streamed straight from upstream (not
-	// through the cache, which has its own) when the upstream sends nothing
-	// for this long.
-	bodyIdleTimeout time.Duration
 }
 
 // New builds a Server.
@@ -102,20 +94,22 @@ func New(opts Options) (*Server, error) {
 	}
 	m := newMetrics()
 	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic)
+	ups := newUpstreams(opts.Endpoints, opts.Transport, creds, log, m)
 	s := &Server{
-		policy:    opts.Policy,
-		upstreams: newUpstreams(opts.Endpoints, opts.Transport, creds, log, m),
-		cache:     opts.Cache,
-		cacheDir:  opts.CacheDir,
-		log:       log,
-		metrics:   m,
-		shutdown:  opts.ShutdownTimeout,
-		tagLists:  gocache.New(tagListTTL, time.Minute),
-
-		bodyIdleTimeout: time.Minute,
+		policy:   opts.Policy,
+		cache:    opts.Cache,
+		log:      log,
+		metrics:  m,
+		shutdown: opts.ShutdownTimeout,
 	}
+	s.manifests = &manifestService{upstreams: ups, cache: opts.Cache, metrics: m, log: log}
+	s.blobs = &blobService{upstreams: ups, cache: opts.Cache, metrics: m, background: s.background, bodyIdleTimeout: time.Minute}
+	s.tags = newTagService(ups)
 	if opts.Cache != nil {
 		m.registry.MustRegister(cache.NewCollector(opts.Cache))
+	}
+	if err := registerAll(m.registry, opts.Collectors); err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s.fillCtx, s.cancelFill = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
@@ -183,8 +177,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz reports ready when the server is listening and the cache directory
-// accepts writes.
+// readyz reports ready when the server is listening and the cache says its
+// directory accepts writes.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !s.listening.Load() {
@@ -192,26 +186,14 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("not listening\n"))
 		return
 	}
-	if s.cacheDir != "" {
-		if err := checkWritable(s.cacheDir); err != nil {
+	if s.cache != nil {
+		if err := s.cache.CheckWritable(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = fmt.Fprintf(w, "cache directory not writable: %v\n", err)
 			return
 		}
 	}
 	_, _ = w.Write([]byte("ready\n"))
-}
-
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".readyz-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	_, werr := f.Write([]byte("ok"))
-	cerr := f.Close()
-	rerr := os.Remove(filepath.Clean(name))
-	return errors.Join(werr, cerr, rerr)
 }
 
 // background runs fn outside any client request, tracked for shutdown.

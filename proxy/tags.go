@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	gocache "github.com/patrickmn/go-cache"
+	"golang.org/x/sync/singleflight"
 )
 
 const (
@@ -28,14 +30,29 @@ const (
 	tagListTimeout = 2 * time.Minute
 )
 
-// serveTags answers GET of a repository's tag list. The proxy fetches the
+// tagService answers tag list requests from the upstream's full list,
+// held briefly for pagination. Nothing of it is written to the cache.
+type tagService struct {
+	upstreams *upstreams
+	// lists holds full upstream tag lists briefly, keyed by the
+	// authenticated client (never shared between logins).
+	lists *gocache.Cache
+	// flight merges concurrent fetches of one full tag list.
+	flight singleflight.Group
+}
+
+func newTagService(u *upstreams) *tagService {
+	return &tagService{upstreams: u, lists: gocache.New(tagListTTL, time.Minute)}
+}
+
+// serve answers GET of a repository's tag list. The proxy fetches the
 // whole list upstream (following the upstream's Link pages), sorts it, and
 // applies n and last itself, so pagination behaves per the distribution
 // spec whatever the upstream's own pagination does; a Link header names the
 // next page through the proxy, in the routing style the client used. The
 // full list is kept for a few seconds so a client walking pages does not
 // refetch it for every page.
-func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) {
+func (ts *tagService) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	in := r.URL.Query()
 	n := -1
 	if v := in.Get("n"); v != "" {
@@ -47,9 +64,9 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) {
 		n = i
 	}
 	last := in.Get("last")
-	tags, err := s.tagList(r.Context(), rt)
+	tags, err := ts.list(r.Context(), rt)
 	if err != nil {
-		s.failUpstream(w, r, err, errcode.ErrorCodeNameUnknown)
+		failUpstream(w, r, err, errcode.ErrorCodeNameUnknown)
 		return
 	}
 	start := 0
@@ -82,30 +99,30 @@ func (s *Server) serveTags(w http.ResponseWriter, r *http.Request, rt *route) {
 }
 
 // tagList returns the repository's full, sorted tag list.
-func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
-	c, err := s.upstreams.client(ctx, rt.host, rt.repository)
+func (ts *tagService) list(ctx context.Context, rt *route) ([]string, error) {
+	c, err := ts.upstreams.client(ctx, rt.name)
 	if err != nil {
 		return nil, err
 	}
 	// Keyed by the authenticated client, so a list fetched with one login
 	// never answers for another.
 	key := c.key
-	if v, ok := s.tagLists.Get(key); ok {
+	if v, ok := ts.lists.Get(key); ok {
 		return v.([]string), nil
 	}
 	// One fetch for all concurrent requests (the list is held in memory
 	// whole), which no single client's hangup cancels.
-	ch := s.tagFlight.DoChan(key, func() (any, error) {
-		if v, ok := s.tagLists.Get(key); ok {
+	ch := ts.flight.DoChan(key, func() (any, error) {
+		if v, ok := ts.lists.Get(key); ok {
 			return v, nil
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tagListTimeout)
 		defer cancel()
-		all, err := s.fetchTagList(fctx, c, rt)
+		all, err := ts.fetchList(fctx, c, rt)
 		if err != nil {
 			return nil, err
 		}
-		s.tagLists.SetDefault(key, all)
+		ts.lists.SetDefault(key, all)
 		return all, nil
 	})
 	select {
@@ -121,15 +138,15 @@ func (s *Server) tagList(ctx context.Context, rt *route) ([]string, error) {
 
 // fetchTagList follows the upstream's pages and returns the full, sorted
 // list.
-func (s *Server) fetchTagList(ctx context.Context, c *repoClient, rt *route) ([]string, error) {
+func (ts *tagService) fetchList(ctx context.Context, c *repoClient, rt *route) ([]string, error) {
 	var all []string
 	q := url.Values{}
 	budget := int64(maxTagListSize)
 	for page := 0; ; page++ {
 		if page == maxTagPages {
-			return nil, badUpstream(rt.host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
+			return nil, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown, fmt.Sprintf("upstream tag list has more than %d pages", maxTagPages))
 		}
-		tags, next, n, err := s.tagPage(ctx, c, rt, q, budget)
+		tags, next, n, err := ts.page(ctx, c, rt, q, budget)
 		if err != nil {
 			return nil, err
 		}
@@ -146,25 +163,25 @@ func (s *Server) fetchTagList(ctx context.Context, c *repoClient, rt *route) ([]
 
 // tagPage fetches one upstream page, at most budget bytes, and returns its
 // tags, the query of the next page, if any, and the page's size.
-func (s *Server) tagPage(ctx context.Context, c *repoClient, rt *route, q url.Values, budget int64) ([]string, url.Values, int64, error) {
+func (ts *tagService) page(ctx context.Context, c *repoClient, rt *route, q url.Values, budget int64) ([]string, url.Values, int64, error) {
 	resp, err := c.do(ctx, http.MethodGet, rt, q, http.Header{"Accept": {"application/json"}})
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, 0, readUpstreamError(rt.host, resp)
+		return nil, nil, 0, readUpstreamError(rt.name.Host, resp)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, budget+1))
 	if err != nil || int64(len(data)) > budget {
-		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown,
+		return nil, nil, 0, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown,
 			fmt.Sprintf("upstream tag list unreadable or too large (limit %d bytes over all pages)", maxTagListSize))
 	}
 	var list struct {
 		Tags []string `json:"tags"`
 	}
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, nil, 0, badUpstream(rt.host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
+		return nil, nil, 0, badUpstream(rt.name.Host, errcode.ErrorCodeUnknown, "upstream tag list is not valid JSON")
 	}
 	next := nextPage(resp.Header.Get("Link"))
 	if next != nil && next.Get("last") == q.Get("last") {

@@ -80,7 +80,7 @@ func TestConcurrentTagListsShareOneFetch(t *testing.T) {
 		t.Fatalf("first list: %d %s", resp.StatusCode, body)
 	}
 	<-arrived
-	p.srv.tagLists.Flush()
+	p.srv.tags.lists.Flush()
 	mu.Lock()
 	calls = 0
 	mu.Unlock()

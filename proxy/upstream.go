@@ -16,11 +16,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
+	ggcrname "github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	gocache "github.com/patrickmn/go-cache"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/spacelift-io/tollgate/allowlist/name"
 	"github.com/spacelift-io/tollgate/config"
 )
 
@@ -133,35 +134,44 @@ func (u *upstreams) endpoint(host string) Endpoint {
 	if e, ok := u.endpoints[host]; ok {
 		return e
 	}
-	h := host
-	if h == dockerHub {
-		h = "registry-1.docker.io"
+	return Endpoint{URL: defaultEndpointURL(host)}
+}
+
+// dockerHubEndpoint is where Docker Hub's registry API answers: docker.io
+// itself only redirects.
+const dockerHubEndpoint = "registry-1.docker.io"
+
+// defaultEndpointURL is where a canonical registry host is reached when
+// the config does not say: over https, on the host itself, Docker Hub on
+// its API host.
+func defaultEndpointURL(host string) *url.URL {
+	if host == dockerHub {
+		host = dockerHubEndpoint
 	}
-	return Endpoint{URL: &url.URL{Scheme: "https", Host: h}}
+	return &url.URL{Scheme: "https", Host: host}
 }
 
 // repoClient talks to one upstream repository with the right credentials.
 type repoClient struct {
-	key        string // host, repository and login fingerprint
-	host       string // canonical upstream host
-	repository string
-	base       *url.URL
-	client     *http.Client
-	metrics    *metrics
+	key     string // repository and login fingerprint
+	name    name.Repository
+	base    *url.URL
+	client  *http.Client
+	metrics *metrics
 	// forget drops this client and the cached login, so that the next
 	// request looks the credentials up and shakes hands again.
 	forget func()
 }
 
-// client returns an authenticated client for host/repository, reusing one
+// client returns an authenticated client for repository n, reusing one
 // made earlier for the same login so registry tokens are reused until they
 // expire. Concurrent first requests share one handshake.
-func (u *upstreams) client(ctx context.Context, host, repository string) (*repoClient, error) {
-	l, err := u.creds.lookup(ctx, host)
+func (u *upstreams) client(ctx context.Context, n name.Repository) (*repoClient, error) {
+	l, err := u.creds.lookup(ctx, n.Host)
 	if err != nil {
 		return nil, err
 	}
-	key := host + "\x00" + repository + "\x00" + l.fingerprint()
+	key := n.Host + "\x00" + n.Path + "\x00" + l.fingerprint()
 	if v, ok := u.transports.Get(key); ok {
 		return v.(*repoClient), nil
 	}
@@ -173,14 +183,14 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 		// may cancel it.
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handshakeTimeout)
 		defer cancel()
-		c, err := u.handshake(hctx, host, repository, l)
+		c, err := u.handshake(hctx, n, l)
 		if err != nil {
 			return nil, err
 		}
 		c.key = key
 		c.forget = func() {
 			u.transports.Delete(key)
-			u.creds.cache.Delete(host)
+			u.creds.cache.Delete(n.Host)
 		}
 		u.transports.SetDefault(key, c)
 		return c, nil
@@ -200,14 +210,16 @@ func (u *upstreams) client(ctx context.Context, host, repository string) (*repoC
 const handshakeTimeout = time.Minute
 
 // handshake pings the upstream and, for a Bearer challenge, fetches a token
-// scoped to pull repository.
-func (u *upstreams) handshake(ctx context.Context, host, repository string, l login) (*repoClient, error) {
+// scoped to pull repository n. go-containerregistry names the endpoint it
+// dials, not the repository: n stays what routing made.
+func (u *upstreams) handshake(ctx context.Context, n name.Repository, l login) (*repoClient, error) {
+	host := n.Host
 	ep := u.endpoint(host)
-	opts := []name.Option{name.WeakValidation}
+	opts := []ggcrname.Option{ggcrname.WeakValidation}
 	if ep.URL.Scheme == "http" {
-		opts = append(opts, name.Insecure)
+		opts = append(opts, ggcrname.Insecure)
 	}
-	reg, err := name.NewRegistry(ep.URL.Host, opts...)
+	reg, err := ggcrname.NewRegistry(ep.URL.Host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("upstream endpoint %s for %s: %w", ep.URL, host, err)
 	}
@@ -226,7 +238,7 @@ func (u *upstreams) handshake(ctx context.Context, host, repository string, l lo
 		log:            u.log,
 		metrics:        u.metrics,
 	}
-	scopes := []string{reg.Repo(repository).Scope(transport.PullScope)}
+	scopes := []string{reg.Repo(n.Path).Scope(transport.PullScope)}
 	start := time.Now()
 	rt, err := transport.NewWithContext(ctx, reg, l.authenticator(), guard, scopes)
 	u.metrics.upstreamLatency.WithLabelValues(u.metrics.host(host), "auth").Observe(time.Since(start).Seconds())
@@ -234,11 +246,10 @@ func (u *upstreams) handshake(ctx context.Context, host, repository string, l lo
 		return nil, handshakeError(host, err)
 	}
 	return &repoClient{
-		host:       host,
-		repository: repository,
-		base:       ep.URL,
-		client:     &http.Client{Transport: rt},
-		metrics:    u.metrics,
+		name:    n,
+		base:    ep.URL,
+		client:  &http.Client{Transport: rt},
+		metrics: u.metrics,
 	}, nil
 }
 
@@ -269,11 +280,21 @@ func (e *unreachableError) Error() string {
 
 func (e *unreachableError) Unwrap() error { return e.Err }
 
+// request sends one request for rt to its upstream repository. The caller
+// closes the response body.
+func (u *upstreams) request(ctx context.Context, method string, rt *route, query url.Values, header http.Header) (*http.Response, error) {
+	c, err := u.client(ctx, rt.name)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, method, rt, query, header)
+}
+
 // do sends one request to the upstream repository. The caller closes the
 // response body.
 func (c *repoClient) do(ctx context.Context, method string, r *route, query url.Values, header http.Header) (*http.Response, error) {
 	u := *c.base
-	u.Path = r.upstreamPath(c.repository)
+	u.Path = r.upstreamPath()
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
@@ -284,16 +305,16 @@ func (c *repoClient) do(ctx context.Context, method string, r *route, query url.
 	}
 	start := time.Now()
 	resp, err := c.client.Do(req)
-	c.metrics.upstreamLatency.WithLabelValues(c.metrics.host(c.host), r.kind.String()).Observe(time.Since(start).Seconds())
+	c.metrics.upstreamLatency.WithLabelValues(c.metrics.host(c.name.Host), r.kind.String()).Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		var te *transport.Error
 		if errors.As(err, &te) {
-			return nil, handshakeError(c.host, err)
+			return nil, handshakeError(c.name.Host, err)
 		}
-		return nil, &unreachableError{Host: c.host, Err: withoutQuery(err)}
+		return nil, &unreachableError{Host: c.name.Host, Err: withoutQuery(err)}
 	}
 	if resp.StatusCode == http.StatusUnauthorized && c.forget != nil {
 		// Still refused after ggcr's own token refresh: the login may have
@@ -361,11 +382,7 @@ func EndpointsFromConfig(ups map[string]config.Upstream) (map[string]Endpoint, e
 			}
 			ep.URL = &url.URL{Scheme: u.Scheme, Host: u.Host}
 		} else {
-			h := host
-			if h == dockerHub {
-				h = "registry-1.docker.io"
-			}
-			ep.URL = &url.URL{Scheme: "https", Host: h}
+			ep.URL = defaultEndpointURL(host)
 		}
 		if up.CAFile != "" {
 			pool, err := loadRootCAs(up.CAFile)

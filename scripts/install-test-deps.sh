@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs, only where missing, everything tollgate's tests need on a fresh
 # Debian machine: the real registry, clients and engines the integration tests
-# start (Debian's docker-registry, skopeo, docker.io, containerd, htpasswd),
-# systemd-analyze (verifies the example units), the Go modules, and
-# staticcheck. Safe to run again: a warm machine makes no
-# apt call and no download.
+# start (Debian's docker-registry, skopeo, docker.io, containerd, htpasswd,
+# redis-server), systemd-analyze (verifies the example units), the Go
+# modules, staticcheck, and SeaweedFS's `weed` (a real S3 server, built once
+# from its Go module into the user cache dir). Safe to run again: a warm
+# machine makes no apt call, no download and no build.
 #
 # Needs root for the apt part (CI and the development machines run as root).
-# Debian's docker-registry, docker.io and containerd packages would normally
+# Debian's docker-registry, docker.io, containerd and redis-server packages would normally
 # start system services on install; the tests start their own instances on
 # private sockets and ports, so this script keeps the system ones from
 # starting (policy-rc.d) and stops any that did.
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
 # Debian packages the tests use, and a file or command that proves each is there.
-APT_PACKAGES=(skopeo docker-registry docker.io containerd apache2-utils ca-certificates systemd)
+APT_PACKAGES=(skopeo docker-registry docker.io containerd apache2-utils ca-certificates systemd redis-server)
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -75,8 +76,9 @@ stop_service() {
 stop_service docker /var/run/docker.pid
 stop_service docker-registry /var/run/docker-registry.pid
 stop_service containerd /var/run/containerd.pid
+stop_service redis-server /run/redis/redis-server.pid
 
-for cmd in skopeo docker-registry dockerd containerd ctr docker htpasswd systemd-analyze; do
+for cmd in skopeo docker-registry dockerd containerd ctr docker htpasswd systemd-analyze redis-server; do
 	if [[ $(id -u) -eq 0 ]] && ! command -v "$cmd" >/dev/null; then
 		log "$cmd still missing after install"
 		exit 1
@@ -91,4 +93,29 @@ gobin="$(go env GOBIN)"
 if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
 	log "installing staticcheck $STATICCHECK_VERSION into $gobin"
 	GOBIN="$gobin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+# SeaweedFS's weed: the S3 server the shared tier and lease tests run
+# against. Its module has replace directives, so `go install` refuses it;
+# build ./weed with the downloaded module as the main module instead, once
+# per version, into the directory integration/harness looks in
+# (${XDG_CACHE_HOME:-~/.cache}/tollgate/weed/VERSION/weed). About four
+# minutes on two cores the first time. Keep the version in step with
+# SeaweedFSVersion in integration/harness/seaweed.go.
+WEED_VERSION="${WEED_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
+weed_dir="${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/weed/$WEED_VERSION"
+if [[ ! -x $weed_dir/weed ]]; then
+	log "building SeaweedFS weed $WEED_VERSION into $weed_dir (once; a few minutes)"
+	mod_json="$(go mod download -json "github.com/seaweedfs/seaweedfs@$WEED_VERSION")" || {
+		log "go mod download github.com/seaweedfs/seaweedfs@$WEED_VERSION failed:"
+		printf '%s\n' "$mod_json" >&2
+		exit 1
+	}
+	mod_dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$mod_json")"
+	[[ -n $mod_dir && -d $mod_dir ]] || { log "go mod download of seaweedfs $WEED_VERSION gave no module directory"; exit 1; }
+	mkdir -p "$weed_dir"
+	# The module directory is read-only; go build writes nothing into it
+	# (its go.sum is complete), only into the build cache and -o.
+	(cd "$mod_dir" && GOFLAGS=-mod=readonly go build -o "$weed_dir/weed.tmp" ./weed)
+	mv "$weed_dir/weed.tmp" "$weed_dir/weed"
 fi

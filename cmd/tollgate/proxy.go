@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/proxy"
 	"github.com/spacelift-io/tollgate/proxy/cache"
+	"github.com/spacelift-io/tollgate/proxy/fleet"
 )
 
 func runProxy(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -81,24 +83,31 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("proxy.cache.maxsize: %w", err)
 	}
-	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Logger: log}
+	// The cache refuses, in public mode, a directory a private proxy
+	// filled (checked under its lock, before it touches anything).
+	copts := cache.Options{Dir: cfg.Proxy.Cache.Dir, MaxSize: maxSize, Mode: cache.ModePrivate, Logger: log}
+	if cfg.Mode == config.ModePublic {
+		copts.Mode = cache.ModePublic
+	}
 	if sh := cfg.Proxy.Shared; sh != nil && sh.Driver != "" {
 		tier, err := cache.OpenDriverTier(ctx, sh.Driver, sh.Parameters)
 		if err != nil {
-			return fmt.Errorf("proxy.shared: %w (object stores need a binary built with -tags clouddrivers)", err)
+			return fmt.Errorf("proxy.shared: %w%s", err, sharedDriverHint(sh.Driver))
 		}
 		copts.Shared = tier
 		log.Info("shared cache tier enabled", "driver", sh.Driver)
 	}
+	node, peerLn, err := openFleet(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		defer node.Close()
+		copts.Fleet = node
+	}
 	store, err := cache.Open(ctx, copts)
 	if err != nil {
 		return fmt.Errorf("opening the cache in %s: %w", cfg.Proxy.Cache.Dir, err)
-	}
-	// Checked while holding the cache's lock, so no private proxy can be
-	// filling the directory meanwhile.
-	if err := proxy.CheckCacheMode(cfg.Proxy.Cache.Dir, cfg.Mode); err != nil {
-		_ = store.Close(ctx)
-		return err
 	}
 	// The whole shutdown, server and cache fills alike, is bounded by
 	// proxy.shutdown_timeout from the signal on.
@@ -123,7 +132,6 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		Mode:            cfg.Mode,
 		Endpoints:       endpoints,
 		Cache:           store,
-		CacheDir:        cfg.Proxy.Cache.Dir,
 		Logger:          log,
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
 	}
@@ -133,6 +141,9 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			return err
 		}
 		opts.Credentials = creds
+	}
+	if node != nil {
+		opts.Collectors = node.Collectors()
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -144,7 +155,55 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	}
 	log.Info("tollgate proxy listening", "address", ln.Addr().String(), "mode", string(cfg.Mode),
 		"cache_dir", cfg.Proxy.Cache.Dir, "cache_maxsize", cfg.Proxy.Cache.MaxSize, "allowlist_entries", len(cfg.Allowlist))
-	return srv.Serve(ctx, ln)
+	if node == nil {
+		return srv.Serve(ctx, ln)
+	}
+	// The peer listener serves until the proxy's graceful shutdown is
+	// over, so peers streaming a fill this host finishes are not cut.
+	pctx, stopPeers := context.WithCancel(context.WithoutCancel(ctx))
+	peerDone := make(chan struct{})
+	go func() {
+		defer close(peerDone)
+		if err := node.Serve(pctx, peerLn, store); err != nil {
+			log.Error("fleet peer listener stopped", "error", err)
+		}
+	}()
+	log.Info("fleet peer listener", "address", peerLn.Addr().String(), "advertise", cfg.Proxy.Fleet.Advertise, "lease", redactLease(cfg.Proxy.Fleet.Lease))
+	err = srv.Serve(ctx, ln)
+	stopPeers()
+	<-peerDone
+	return err
+}
+
+// openFleet joins the fleet proxy.fleet names, if any: the node (secret,
+// lease engine) and its own peer listener, apart from the client one.
+func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*fleet.Node, net.Listener, error) {
+	f := cfg.Proxy.Fleet
+	if f == nil {
+		return nil, nil, nil
+	}
+	if f.Overlaps(cfg.Proxy.Listen) {
+		return nil, nil, fmt.Errorf("proxy.fleet.listen %s overlaps the client listener %s: give the peer listener an address of its own", f.Listen, cfg.Proxy.Listen)
+	}
+	node, err := fleet.Open(ctx, f, cfg.Mode, cfg.Proxy.Shared, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", f.Listen)
+	if err != nil {
+		_ = node.Close()
+		return nil, nil, fmt.Errorf("proxy.fleet.listen %s: %w", f.Listen, err)
+	}
+	return node, ln, nil
+}
+
+// redactLease hides a Redis password in the lease spec for the log.
+func redactLease(spec string) string {
+	if u, err := url.Parse(spec); err == nil && u.User != nil {
+		u.User = url.User("REDACTED")
+		return u.String()
+	}
+	return spec
 }
 
 // The parts wired together here implement interfaces of packages they

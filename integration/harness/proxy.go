@@ -25,8 +25,20 @@ type ProxyConfig struct {
 	CacheDir string
 	// MaxSize is proxy.cache.maxsize (empty: the default).
 	MaxSize string
+	// Shared is proxy.shared: a distribution storage driver and its
+	// parameters (see ObjectStore.SharedParameters); nil means none.
+	Shared *SharedTier
 	// Extra is raw YAML appended to the file (e.g. an ecr: section).
 	Extra string
+	// ProxyExtra is raw YAML added inside the proxy: section, indented by
+	// the caller two spaces (e.g. "  shared: ...\n  fleet: ...\n").
+	ProxyExtra string
+}
+
+// SharedTier is proxy.shared in a ProxyConfig.
+type SharedTier struct {
+	Driver     string
+	Parameters map[string]any
 }
 
 // Proxy is a running `tollgate proxy`.
@@ -55,6 +67,25 @@ func (c ProxyConfig) YAML() string {
 	fmt.Fprintf(&b, "proxy:\n  cache:\n    dir: %q\n", c.CacheDir)
 	if c.MaxSize != "" {
 		fmt.Fprintf(&b, "    maxsize: %s\n", c.MaxSize)
+	}
+	if c.Shared != nil {
+		fmt.Fprintf(&b, "  shared:\n    driver: %q\n    parameters:\n", c.Shared.Driver)
+		keys := make([]string, 0, len(c.Shared.Parameters))
+		for k := range c.Shared.Parameters {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			switch v := c.Shared.Parameters[k].(type) {
+			case string:
+				fmt.Fprintf(&b, "      %s: %q\n", k, v)
+			default:
+				fmt.Fprintf(&b, "      %s: %v\n", k, v)
+			}
+		}
+	}
+	if c.ProxyExtra != "" {
+		b.WriteString(strings.TrimSuffix(c.ProxyExtra, "\n") + "\n")
 	}
 	if len(c.Upstreams) > 0 {
 		b.WriteString("upstreams:\n")

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +74,15 @@ type Options struct {
 	// or hangs (an NFS server gone away) never holds a pull. Default 5
 	// seconds.
 	SharedTimeout time.Duration
+	// Fleet, when set, is asked on a miss in the local cache and the
+	// shared tier, before the upstream: it picks one filler per blob across
+	// the hosts of a fleet, and the others stream from it (see Fleet).
+	Fleet Fleet
+	// Mode, when set, is checked against (and recorded in) the directory
+	// before anything in it is used: a public cache refuses a directory
+	// that holds private content (ErrPrivateContent). "" leaves the
+	// directory's record alone.
+	Mode Mode
 	// Logger receives operational messages (evictions, cleanup, failures).
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -168,6 +175,12 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	case err != nil:
 		return nil, fmt.Errorf("cache: directory %s: %w", dir, err)
 	}
+	if opts.Mode != "" {
+		if err := claimMode(dir, opts.Mode); err != nil {
+			_ = lock.Unlock()
+			return nil, err
+		}
+	}
 	c := &Cache{
 		opts:    opts,
 		dir:     dir,
@@ -188,159 +201,6 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		c.sweepShared()
 	}
 	return c, nil
-}
-
-// tempPrefixes name the files the cache itself puts in tmp/: fills and
-// stored manifests in progress, evicted and damaged content awaiting unlink.
-var tempPrefixes = []string{"fill-", "put-", "evicted-", "damaged-"}
-
-// load removes the cache's leftovers from tmp/ and rebuilds the in-memory
-// index from blobs/ and repos/.
-func (c *Cache) load() error {
-	tmp := filepath.Join(c.dir, "tmp")
-	for _, d := range []string{tmp, filepath.Join(c.dir, "blobs"), filepath.Join(c.dir, "repos")} {
-		if err := securefile.MkdirPrivate(d); err != nil {
-			return fmt.Errorf("cache: %w", err)
-		}
-	}
-	if err := c.removeLeftovers(tmp); err != nil {
-		return err
-	}
-
-	type loaded struct {
-		e     *entry
-		atime time.Time
-	}
-	var all []loaded
-	blobs := filepath.Join(c.dir, "blobs")
-	err := filepath.WalkDir(blobs, func(path string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if de.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(blobs, path)
-		parts := strings.Split(filepath.ToSlash(rel), "/")
-		if len(parts) != 3 {
-			c.log.Warn("cache: ignoring unexpected file", "path", path)
-			return nil
-		}
-		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[0]), parts[2])
-		if d.Validate() != nil || parts[1] != parts[2][:2] {
-			c.log.Warn("cache: ignoring unexpected file", "path", path)
-			return nil
-		}
-		fi, err := de.Info()
-		if err != nil {
-			return nil // removed under us
-		}
-		// Cheap sanity check: a committed file was fsynced before its rename,
-		// so an empty file is only valid for the digest of empty content.
-		if fi.Size() == 0 && d != d.Algorithm().FromBytes(nil) {
-			c.log.Warn("cache: removing empty content file", "digest", d)
-			_ = os.Remove(path)
-			return nil
-		}
-		e := &entry{d: d, size: fi.Size(), touched: fi.ModTime(), links: map[link]string{}}
-		all = append(all, loaded{e, fi.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("cache: read index %s: %w", blobs, err)
-	}
-	// Oldest first, so pushing to the front leaves the newest at the front.
-	sort.Slice(all, func(i, j int) bool { return all[i].atime.Before(all[j].atime) })
-	for _, l := range all {
-		l.e.elem = c.lru.PushFront(l.e)
-		c.entries[l.e.d] = l.e
-		c.total += l.e.size
-	}
-
-	repos := filepath.Join(c.dir, "repos")
-	err = filepath.WalkDir(repos, func(path string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if de.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(repos, path)
-		parts := strings.Split(filepath.ToSlash(rel), "/")
-		// host, repo..., _blobs|_manifests, alg, hex   or   host, repo..., _tags, tag
-		n := len(parts)
-		if n >= 4 && parts[n-2] == "_tags" {
-			if strings.HasPrefix(de.Name(), ".") && strings.Contains(de.Name(), ".tmp-") {
-				_ = os.Remove(path) // an interrupted atomic write (securefile.WriteFile)
-			}
-			return nil
-		}
-		if n < 5 || (parts[n-3] != "_blobs" && parts[n-3] != "_manifests") {
-			// Not the cache's (its atomic writes land in _tags and
-			// _manifests): left alone.
-			c.log.Warn("cache: ignoring unexpected file", "path", path)
-			return nil
-		}
-		s, err := newScope(parts[0], strings.Join(parts[1:n-3], "/"))
-		if err != nil {
-			c.log.Warn("cache: ignoring unexpected file", "path", path)
-			return nil
-		}
-		d := digest.NewDigestFromEncoded(digest.Algorithm(parts[n-2]), parts[n-1])
-		e := c.entries[d]
-		if e == nil {
-			_ = os.Remove(path) // content was evicted or never committed
-			return nil
-		}
-		l := link{scope: s, kind: kindBlob}
-		if parts[n-3] == "_manifests" {
-			l.kind = kindManifest
-			mt, err := readMediaType(path)
-			if err != nil {
-				// Empty or garbage after a crash (or changed by hand):
-				// serving the manifest with that Content-Type would break
-				// every pull of it. Dropped; the next request stores it
-				// again from upstream.
-				c.log.Warn("cache: removing unreadable manifest link", "path", path, "error", err)
-				_ = os.Remove(path)
-				return nil
-			}
-			e.links[l] = mt
-			return nil
-		}
-		e.links[l] = ""
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("cache: read index %s: %w", repos, err)
-	}
-	c.log.Debug("cache: loaded", "dir", c.dir, "entries", len(c.entries), "bytes", c.total)
-	return nil
-}
-
-// removeLeftovers removes partial downloads and trash from tmp/: only the
-// files the cache names itself, so that a cache directory set to a place
-// that holds other things (a home directory's tmp/) loses none of them.
-func (c *Cache) removeLeftovers(tmp string) error {
-	entries, err := os.ReadDir(tmp)
-	if err != nil {
-		return fmt.Errorf("cache: remove partial downloads in %s: %w", tmp, err)
-	}
-	for _, de := range entries {
-		own := false
-		for _, p := range tempPrefixes {
-			own = own || strings.HasPrefix(de.Name(), p)
-		}
-		if !own || !de.Type().IsRegular() {
-			c.log.Warn("cache: leaving a file that is not the cache's own in its tmp directory; proxy.cache.dir should be a directory of its own",
-				"path", filepath.Join(tmp, de.Name()))
-			continue
-		}
-		if err := os.Remove(filepath.Join(tmp, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("cache: remove partial download: %w", err)
-		}
-	}
-	return nil
 }
 
 // Close stops the cache. It waits for fills in progress (and background
@@ -402,23 +262,30 @@ func (c *Cache) Exists(d digest.Digest) bool {
 
 // Link records that (host, repo) may read blob d. Call it only after the
 // upstream confirmed, with that repository's credentials, that the
-// repository has the blob (a HEAD answered 200). It fails with ErrNotFound
-// when d is not committed (it may be being filled: use Fetch with a Check).
+// repository has the blob (a HEAD answered 200); Admit does both. It fails
+// with ErrNotFound when d is not committed (it may be being filled: use
+// Fetch with a Check).
 func (c *Cache) Link(host, repo string, d digest.Digest) error {
-	return c.link(host, repo, d, kindBlob, "")
+	s, err := newScope(host, repo)
+	if err != nil {
+		return err
+	}
+	return c.addLink(s, d, kindBlob, "")
 }
 
 // LinkManifest is Link for a manifest, with the media type the upstream
 // gave for it in this repository; "" keeps the type it was stored with.
 func (c *Cache) LinkManifest(host, repo string, d digest.Digest, mediaType string) error {
-	return c.link(host, repo, d, kindManifest, mediaType)
-}
-
-func (c *Cache) link(host, repo string, d digest.Digest, k kind, mediaType string) error {
 	s, err := newScope(host, repo)
 	if err != nil {
 		return err
 	}
+	return c.addLink(s, d, kindManifest, mediaType)
+}
+
+// addLink links d to repository s as kind k (for a manifest, with its
+// media type) in the index and on disk.
+func (c *Cache) addLink(s scope, d digest.Digest, k kind, mediaType string) error {
 	if err := checkDigest(d); err != nil {
 		return err
 	}

@@ -8,6 +8,12 @@
 //	c, err := cache.Open(ctx, cache.Options{Dir: dir, MaxSize: 50 << 30})
 //	defer c.Close(shutdownCtx)
 //
+// The cache owns its directory: Options.Mode is checked against the
+// directory's record (a public cache refuses one a private proxy filled:
+// ErrPrivateContent) before anything in it is used, CheckWritable answers
+// the proxy's readiness probe, and MaxSize and MaxManifestSize are its
+// limits.
+//
 // Blobs. GET of a blob:
 //
 //	r, err := c.Fetch(req.Context(), host, repo, dgst, size /* -1 if unknown */, cache.Upstream{
@@ -31,23 +37,43 @@
 // digest is not enough to read it through a repository.
 //
 // HEAD of a blob: Stat(host, repo, d) gives the size if cached for the
-// repository. Otherwise the proxy HEADs the upstream (with the repository's
-// credentials); if that answers 200 and Exists(d), Link(host, repo, d)
-// records the repository so the next GET is a hit. Blob(ctx, host, repo, d)
-// reads cached content without ever going upstream.
+// repository. Otherwise Admit(ctx, host, repo, d, check) links the
+// repository to a copy cached for another once check (a HEAD upstream with
+// the repository's credentials) answered yes, so the next GET is a hit; it
+// is ErrNotFound, without calling check, when the cache does not hold d.
+//
+// The access rule, "a repository reads content cached, being filled, or in
+// the shared tier for another repository only after the upstream confirmed
+// that this repository has it", lives in one place (access.prove in
+// fetch.go) that Fetch, Admit, AdmitManifest and the shared tier's source
+// all go through. Blob(ctx, host, repo, d)
+// reads cached content without ever going upstream. Content(ctx, d) reads
+// committed content or a fill in progress whichever repository it is for,
+// never going upstream: for a caller that proved access by other means (a
+// fleet peer), never for a client request.
+//
+// # The fill
+//
+// runFill reads as its steps: openSource (the first of Cache.sources that
+// has the content: the shared tier, then the upstream), prepare (size,
+// room, temp file), copyIn (hash while writing, verify), commit (the one
+// place a fill writes the cache). A new place to fill from is a source
+// added to Cache.sources; whatever it gives is verified and committed the
+// same way.
 //
 // Manifests (bounded to MaxManifestSize, so buffered): GetManifest(host,
 // repo, d) returns Data and MediaType if cached for the repository;
 // PutManifest stores what the upstream answered after verifying its digest;
-// LinkManifest links an existing manifest to another repository after an
-// upstream HEAD confirmed it. Tags: PutTag(host, repo, tag, Tag{Digest,
+// AdmitManifest links a manifest cached for another repository once an
+// upstream HEAD confirmed it (Link and LinkManifest link without asking:
+// for a caller that asked the upstream itself). Tags: PutTag(host, repo, tag, Tag{Digest,
 // MediaType, FetchedAt}) after each successful revalidation; GetTag when the
 // upstream is unreachable or answers 429/5xx, to keep serving the last known
 // digest.
 //
-// Hosts must be canonical (allowlist.CanonicalHost) and repositories valid
-// distribution repository names; anything else is ErrInvalidName (they are
-// used as path components).
+// (host, repo) must be a canonical repository name, as name.New makes it
+// (the proxy passes the name.Repository its routing made); anything else is
+// ErrInvalidName (they are used as path components).
 //
 // # Guarantees
 //
@@ -99,4 +125,18 @@
 // for FillIdleTimeout is cancelled, and Open removes the partial uploads of
 // hosts killed mid-upload once they are StaleUploadAge old. See
 // docs/proxy-cache.md.
+//
+// # Fleet
+//
+// Options.Fleet (implemented by package proxy/fleet; the cache knows no
+// lease engine) is the next source after the shared tier: Claim says
+// whether another host is filling the blob. If so, the fill calls
+// Upstream.Check and then streams from that host, verifying the digest as
+// for any source; a stream that breaks off goes on from upstream where it
+// was (the bytes it had are read again and skipped). Otherwise (this host took the lease) the fill looks in the
+// shared tier once more, as the previous holder may have uploaded the blob
+// and released its lease in between, then goes upstream; the claim's Done is
+// called after the commit and the shared-tier upload (or on failure), which
+// releases the lease. Content serves peers through Content (committed or
+// being filled, never upstream). See docs/fleet.md.
 package cache

@@ -31,6 +31,11 @@ type DriverTier struct {
 	root string
 }
 
+var (
+	_ SharedTier         = (*DriverTier)(nil)
+	_ staleUploadRemover = (*DriverTier)(nil)
+)
+
 // NewDriverTier uses d with objects under root ("" means "/tollgate").
 func NewDriverTier(d storagedriver.StorageDriver, root string) *DriverTier {
 	if root == "" {

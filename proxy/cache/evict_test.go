@@ -61,7 +61,7 @@ func TestLRUEviction(t *testing.T) {
 	if _, err := os.Stat(c.blobPath(ds[1])); !os.IsNotExist(err) {
 		t.Fatal("evicted content file still on disk")
 	}
-	if _, err := os.Stat(c.linkPath(scope{host, repo}, kindBlob, ds[1])); !os.IsNotExist(err) {
+	if _, err := os.Stat(c.linkPath(scope{Host: host, Path: repo}, kindBlob, ds[1])); !os.IsNotExist(err) {
 		t.Fatal("evicted content's link still on disk")
 	}
 	st := c.Stats()

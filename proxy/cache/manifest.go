@@ -42,15 +42,13 @@ func (c *Cache) PutManifest(host, repo string, d digest.Digest, mediaType string
 		return fmt.Errorf("manifest %s: %w (it hashes to %s)", d, ErrDigestMismatch, got)
 	}
 	wrote := false
-	var e *entry
 	for {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
 			return ErrClosed
 		}
-		e = c.entries[d]
-		if e != nil || wrote {
+		if c.entries[d] != nil || wrote {
 			break
 		}
 		c.mu.Unlock()
@@ -60,13 +58,11 @@ func (c *Cache) PutManifest(host, repo string, d digest.Digest, mediaType string
 		wrote = true
 	}
 	// c.mu is held.
-	if e == nil {
-		e = &entry{d: d, size: int64(len(data)), touched: time.Now(), links: map[link]string{}}
-		e.elem = c.lru.PushFront(e)
-		c.entries[d] = e
-		c.total += e.size
-	} else if persist := c.touch(e); persist != nil {
-		defer persist()
+	e, added := c.indexLocked(d, int64(len(data)))
+	if !added {
+		if persist := c.touch(e); persist != nil {
+			defer persist()
+		}
 	}
 	l := link{s, kindManifest}
 	old, had := e.links[l]

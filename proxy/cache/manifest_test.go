@@ -110,7 +110,7 @@ func TestTags(t *testing.T) {
 		t.Fatalf("after restart: %+v %v", got, err)
 	}
 	// A corrupt record reads as absent, and PutTag replaces it.
-	if err := os.WriteFile(c2.tagPath(scope{host, repo}, "latest"), []byte("{garbage"), 0o600); err != nil {
+	if err := os.WriteFile(c2.tagPath(scope{Host: host, Path: repo}, "latest"), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c2.GetTag(host, repo, "latest"); !errors.Is(err, ErrNotFound) {

@@ -38,6 +38,8 @@ var metricDefs = []metricDef{
 	{"tollgate_cache_inflight_fills", "Fills in progress.", true, func(s Stats) float64 { return float64(s.Inflight) }},
 }
 
+var _ prometheus.Collector = (*Collector)(nil)
+
 // NewCollector returns a Prometheus collector of c's Stats.
 func NewCollector(c *Cache) *Collector {
 	col := &Collector{c: c}

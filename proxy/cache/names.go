@@ -3,44 +3,31 @@ package cache
 import (
 	"fmt"
 	"path/filepath"
-	"regexp"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/allowlist/name"
 
 	// Register the hashes go-digest knows so sha256 and sha512 digests verify.
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 )
 
-// scope is one upstream repository: the unit that content is linked to.
-type scope struct{ host, repo string }
+// scope is one upstream repository, the unit that content is linked to,
+// by its canonical name.
+type scope = name.Repository
 
-func (s scope) String() string { return s.host + "/" + s.repo }
-
-var (
-	// One repository path component, as distribution/reference defines it.
-	repoComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	// A tag, as distribution/reference defines it.
-	tagPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
-	// A canonical registry host with an optional port; IPv6 literals in brackets.
-	hostPattern = regexp.MustCompile(`^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$`)
-)
-
-// newScope validates host and repo so that they are safe as path components.
+// newScope accepts host and repo when they are a canonical repository name
+// (as routing makes it, name.New): then they are safe as path components.
 func newScope(host, repo string) (scope, error) {
-	if !hostPattern.MatchString(host) {
-		return scope{}, fmt.Errorf("%w: registry host %q (want a canonical lower-case host, optionally with :port)", ErrInvalidName, host)
+	n, err := name.New(host, repo)
+	if err != nil {
+		return scope{}, fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
-	if repo == "" || len(repo) > 255 {
-		return scope{}, fmt.Errorf("%w: repository %q", ErrInvalidName, repo)
+	if n.Host != host || n.Path != repo {
+		return scope{}, fmt.Errorf("%w: %s/%s is not a canonical repository name (it is %s)", ErrInvalidName, host, repo, n)
 	}
-	for _, c := range strings.Split(repo, "/") {
-		if !repoComponent.MatchString(c) {
-			return scope{}, fmt.Errorf("%w: repository %q (component %q)", ErrInvalidName, repo, c)
-		}
-	}
-	return scope{host: host, repo: repo}, nil
+	return n, nil
 }
 
 func checkDigest(d digest.Digest) error {
@@ -51,8 +38,8 @@ func checkDigest(d digest.Digest) error {
 }
 
 func checkTag(tag string) error {
-	if !tagPattern.MatchString(tag) {
-		return fmt.Errorf("%w: tag %q", ErrInvalidName, tag)
+	if err := name.ValidTag(tag); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
 	return nil
 }
@@ -74,7 +61,7 @@ func (c *Cache) blobPath(d digest.Digest) string {
 }
 
 func (c *Cache) repoDir(s scope) string {
-	return filepath.Join(c.dir, "repos", s.host, filepath.FromSlash(s.repo))
+	return filepath.Join(c.dir, "repos", s.Host, filepath.FromSlash(s.Path))
 }
 
 func (c *Cache) linkPath(s scope, k kind, d digest.Digest) string {

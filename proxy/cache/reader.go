@@ -43,6 +43,14 @@ type Reader struct {
 	closed bool
 }
 
+// Reader is what http.ServeContent and io.Copy need, and WriterTo keeps
+// sendfile for committed content.
+var (
+	_ io.ReadSeekCloser = (*Reader)(nil)
+	_ io.ReaderAt       = (*Reader)(nil)
+	_ io.WriterTo       = (*Reader)(nil)
+)
+
 // openEntryLocked pins e and returns a reader of its file. Called with c.mu
 // held; unlocks it. ErrNotFound means the file vanished (the entry is
 // dropped; the caller may retry as a miss).

@@ -57,10 +57,12 @@ func (c *Cache) sweepShared() {
 
 // uploadShared copies committed blob d to the shared tier in the background.
 // The local entry is pinned while it is read.
-func (c *Cache) uploadShared(d digest.Digest, size int64) {
+// done is called when the upload ended, whatever its outcome.
+func (c *Cache) uploadShared(d digest.Digest, size int64, done func(error)) {
 	c.fillWG.Add(1)
 	go func() {
 		defer c.fillWG.Done()
+		defer done(nil)
 		ctx := c.ctx
 		if _, err := c.statShared(ctx, d); err == nil {
 			return // another host uploaded it already

@@ -1,0 +1,5 @@
+//go:build !clouddrivers
+
+package main
+
+const cloudDrivers = false
