@@ -1,0 +1,274 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spacelift-io/tollgate/integration/harness"
+)
+
+// pluginDir is where dockerd looks for plugin sockets by name.
+const pluginDir = "/run/docker/plugins"
+
+// pluginSocket returns a fresh plugin name and its socket path under
+// /run/docker/plugins/, removed when the test ends. Each test has its own,
+// so tests never answer for each other's daemons.
+func pluginSocket(t *testing.T, prefix string) (name, path string) {
+	t.Helper()
+	harness.RequireRoot(t, "dockerd authorization plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name = prefix + "-" + hex.EncodeToString(b[:])
+	path = filepath.Join(pluginDir, name+".sock")
+	t.Cleanup(func() { os.Remove(path) })
+	return name, path
+}
+
+// capturePlugin is an authorization plugin that allows everything and keeps
+// every AuthZReq body exactly as the daemon sent it.
+type capturePlugin struct {
+	mu   sync.Mutex
+	reqs [][]byte
+}
+
+func startCapturePlugin(t *testing.T) (*capturePlugin, string) {
+	t.Helper()
+	name, path := pluginSocket(t, "tgcap")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capturePlugin{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/Plugin.Activate":
+			io.WriteString(w, `{"Implements":["authz"]}`)
+		case "/AuthZPlugin.AuthZReq":
+			c.mu.Lock()
+			c.reqs = append(c.reqs, body)
+			c.mu.Unlock()
+			io.WriteString(w, `{"Allow":true}`)
+		default:
+			io.WriteString(w, `{"Allow":true}`)
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return c, name
+}
+
+// since returns the requests captured after the first n.
+func (c *capturePlugin) since(n int) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.reqs[n:]...)
+}
+
+func (c *capturePlugin) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.reqs)
+}
+
+// engineRequest is the part of the daemon's AuthZReq this test looks at.
+type engineRequest struct {
+	RequestMethod  string
+	RequestURI     string `json:"RequestUri"`
+	RequestBody    []byte
+	RequestHeaders map[string]string
+}
+
+// curlDocker sends one raw request to the daemon's socket, for request
+// forms other SDKs use that the docker CLI does not.
+func curlDocker(ctx context.Context, d *harness.Docker, args ...string) (string, error) {
+	sock := strings.TrimPrefix(d.Host, "unix://")
+	return harness.Run(ctx, nil, "curl", append([]string{"-sS", "--unix-socket", sock, "-o", "/dev/null", "-w", "%{http_code}"}, args...)...)
+}
+
+// TestAuthzEngineRequests runs the docker CLI (and raw API calls) against
+// the real dockerd with a capturing plugin, checks what the engine passes
+// to plugins (never credentials, a JSON body only where the content type
+// is JSON), and with TOLLGATE_AUTHZ_CAPTURE=DIR writes each request as a
+// fixture for authz's table test (authz/testdata/engine), the registry's
+// address replaced by 127.0.0.1:5999.
+func TestAuthzEngineRequests(t *testing.T) {
+	harness.RequireCommands(t, "curl")
+	ctx := testCtx(t, 4*time.Minute)
+	reg := harness.StartRegistry(t, harness.RegistryOptions{})
+	img := reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 1, LayerSize: 1024})
+	capt, name := startCapturePlugin(t)
+	// A login for the registry in the client's config: the CLI sends it as
+	// X-Registry-Auth on pulls; the plugin must not see it.
+	cfgDir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("tgcapuser:tgcap-secret-pw"))
+	os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`), 0o600)
+	d := harness.StartDocker(t, harness.DockerOptions{AuthorizationPlugins: []string{name}, ConfigDir: cfgDir})
+	version, err := d.Run(ctx, "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}}), client {{.Client.Version}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("engine: %s", strings.TrimSpace(version))
+
+	dir := t.TempDir()
+	tarFile := filepath.Join(dir, "img.tar")
+	ctxDir := filepath.Join(dir, "build")
+	os.MkdirAll(ctxDir, 0o755)
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+img.Ref()+"\n"), 0o644)
+	docker := func(args ...string) func() error {
+		return func() error { _, err := d.Run(ctx, args...); return err }
+	}
+	raw := func(args ...string) func() error {
+		return func() error { _, err := curlDocker(ctx, d, args...); return err }
+	}
+	repo := reg.Host + "/team/app"
+	steps := []struct {
+		name    string
+		run     func() error
+		mayFail bool
+	}{
+		{"pull-tag", docker("pull", img.Ref()), false},
+		{"pull-digest", docker("pull", repo+"@"+img.Digest), false},
+		{"pull-latest-missing", docker("pull", repo), true},
+		{"pull-all-tags", docker("pull", "--all-tags", repo), false},
+		{"pull-platform", docker("pull", "--platform", "linux/amd64", img.Ref()), false},
+		{"pull-docker-hub-short", docker("pull", "alpine:3.20"), true},
+		{"create-name", docker("create", img.Ref()), false},
+		{"create-id", docker("create", img.Config), false},
+		{"run-missing", docker("run", "--rm", reg.Host+"/team/missing:v1", "true"), true},
+		{"run-pull-always", docker("run", "--rm", "--pull", "always", img.Ref(), "true"), true},
+		{"tag", docker("tag", img.Ref(), "localname:v1"), false},
+		{"image-inspect", docker("image", "inspect", img.Ref()), false},
+		{"save", docker("save", "-o", tarFile, img.Ref()), false},
+		{"load", docker("load", "-i", tarFile), false},
+		{"import", docker("import", tarFile, "imported:v1"), true},
+		{"build-classic", func() error {
+			_, err := harness.Run(ctx, append(d.Env(), "DOCKER_BUILDKIT=0"), "docker", "build", "-t", "built:v1", ctxDir)
+			return err
+		}, true},
+		{"login", docker("login", "-u", "tgcapuser", "-p", "tgcap-secret-pw", reg.Host), true},
+		{"plugin-install", docker("plugin", "install", "--grant-all-permissions", reg.Host+"/team/plugin:v1"), true},
+		{"search", docker("search", "alpine"), true},
+		{"raw-pull-unversioned", raw("-X", "POST", "http://docker/images/create?fromImage="+repo+"&tag=v1"), false},
+		{"raw-pull-tag-in-name", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+repo+":v1"), false},
+		{"raw-pull-encoded", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+strings.ReplaceAll(repo, "/", "%2F")+"&tag=v1"), false},
+		{"raw-pull-digest-in-tag", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+repo+"&tag="+img.Digest), false},
+		{"raw-pull-form-body", raw("-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded", "--data", "fromImage="+repo+"&tag=v1", "http://docker/v1.41/images/create"), false},
+		{"raw-pull-chunked", raw("-X", "POST", "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/x-www-form-urlencoded", "--data", "fromImage="+repo, "http://docker/v1.41/images/create?fromImage=alpine"), true},
+		{"raw-create-no-content-type", raw("-X", "POST", "-H", "Content-Type:", "--data", `{"Image":"`+img.Ref()+`"}`, "http://docker/v1.41/containers/create"), false},
+		{"raw-create-lowercase-key", raw("-X", "POST", "-H", "Content-Type: application/json", "--data", `{"image":"`+img.Ref()+`"}`, "http://docker/v1.41/containers/create"), false},
+		{"raw-distribution", raw("http://docker/v1.41/distribution/" + img.Ref() + "/json"), false},
+		{"raw-session", raw("-X", "POST", "http://docker/v1.41/session"), true},
+		{"raw-build-remote", raw("-X", "POST", "http://docker/v1.41/build?remote=http://127.0.0.1:9/ctx.tar&t=x"), true},
+		{"raw-plugin-pull", raw("-X", "POST", "-H", "Content-Type: application/json", "--data", `[]`, "http://docker/v1.41/plugins/pull?remote="+reg.Host+"/team/plugin:v1&name=p"), true},
+	}
+	type captured struct {
+		step string
+		req  []byte
+	}
+	var all []captured
+	for _, s := range steps {
+		n := capt.count()
+		err := s.run()
+		if err != nil && !s.mayFail {
+			t.Errorf("%s: %v", s.name, err)
+		}
+		// The daemon asks the plugin before it answers: the requests are
+		// here once the command returned.
+		for _, r := range capt.since(n) {
+			all = append(all, captured{s.name, r})
+		}
+	}
+
+	out := os.Getenv("TOLLGATE_AUTHZ_CAPTURE")
+	secret := regexp.MustCompile(`tgcap-secret-pw|` + regexp.QuoteMeta(auth))
+	seen := map[string]int{}
+	for _, c := range all {
+		if secret.Match(c.req) {
+			t.Errorf("%s: the plugin saw the registry password: %s", c.step, c.req)
+		}
+		var r engineRequest
+		if err := json.Unmarshal(c.req, &r); err != nil {
+			t.Fatalf("%s: %v", c.step, err)
+		}
+		for k := range r.RequestHeaders {
+			if strings.EqualFold(k, "X-Registry-Auth") || strings.EqualFold(k, "X-Registry-Config") || strings.EqualFold(k, "Authorization") {
+				t.Errorf("%s %s: the plugin saw header %s", c.step, r.RequestURI, k)
+			}
+		}
+		if strings.Contains(r.RequestURI, "/images/create?fromImage") && r.RequestMethod == "POST" && c.step == "pull-tag" {
+			if r.RequestHeaders["Content-Length"] != "0" || len(r.RequestBody) != 0 {
+				t.Errorf("docker pull: Content-Length %q, body %d bytes; want an empty body", r.RequestHeaders["Content-Length"], len(r.RequestBody))
+			}
+		}
+		if strings.HasSuffix(strings.SplitN(r.RequestURI, "?", 2)[0], "/containers/create") && c.step == "create-name" && !bytes.Contains(r.RequestBody, []byte(img.Ref())) {
+			t.Errorf("docker create: the plugin got no JSON body naming the image: %q", r.RequestBody)
+		}
+		if out == "" {
+			continue
+		}
+		if err := writeFixture(out, c.step, seen, r, reg.Host, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(all) < len(steps) {
+		t.Errorf("captured %d requests for %d steps", len(all), len(steps))
+	}
+}
+
+// writeFixture writes one captured request as DIR/STEP-N.json, with the
+// registry's address and the seeded digests replaced by fixed ones, so the
+// fixtures do not change from one capture to the next.
+func writeFixture(dir, step string, seen map[string]int, r engineRequest, host string, img harness.Image) error {
+	seen[step]++
+	repl := strings.NewReplacer(
+		host, "127.0.0.1:5999",
+		strings.ReplaceAll(host, ":", "%3A"), "127.0.0.1%3A5999",
+		img.Digest, "sha256:"+strings.Repeat("d", 64),
+		img.Config, "sha256:"+strings.Repeat("c", 64),
+		strings.TrimPrefix(img.Config, "sha256:"), strings.Repeat("c", 64),
+	)
+	r.RequestURI = repl.Replace(r.RequestURI)
+	r.RequestBody = []byte(repl.Replace(string(r.RequestBody)))
+	if _, ok := r.RequestHeaders["Content-Length"]; ok && len(r.RequestBody) > 0 {
+		r.RequestHeaders["Content-Length"] = strconv.Itoa(len(r.RequestBody))
+	}
+	for k, v := range r.RequestHeaders {
+		r.RequestHeaders[k] = repl.Replace(v)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	name := filepath.Join(dir, step+".json")
+	if seen[step] > 1 {
+		name = filepath.Join(dir, step+"-"+strconv.Itoa(seen[step])+".json")
+	}
+	if _, err := os.Stat(name); err == nil {
+		return errors.New(name + " exists; capture into an empty directory")
+	}
+	return os.WriteFile(name, append(b, '\n'), 0o644)
+}
+
