@@ -145,8 +145,10 @@ func (p *Policy) Decide(c *Call) Decision {
 		return p.gate(e.name, e.gate, e.why)
 
 	case kindImagesCreate:
-		if why := c.hiddenBody(); why != "" {
-			return refuse("%s", why)
+		// A form body would hide fromImage (import included: its body is
+		// the tarball, never a form).
+		if c.formBody() {
+			return refuse("%s", formWhy)
 		}
 		from, err := c.param("fromImage")
 		if err != nil {
@@ -154,6 +156,9 @@ func (p *Policy) Decide(c *Call) Decision {
 		}
 		if from == "" {
 			return p.gate("image import", gateImport, importWhy)
+		}
+		if why := c.hiddenBody(); why != "" {
+			return refuse("%s", why)
 		}
 		tag, err := c.param("tag")
 		if err != nil {

@@ -111,16 +111,29 @@ func (c *Call) hiddenBody() string {
 		return "" // forwarded, so its Content-Type is JSON, not a form
 	}
 	cl, hasCL := c.Header("Content-Length")
-	ct, hasCT := c.Header("Content-Type")
+	_, hasCT := c.Header("Content-Type")
 	if hasCL && strings.TrimSpace(cl) == "0" {
 		return ""
 	}
 	if !hasCL && !hasCT {
 		return ""
 	}
-	mt, _, _ := mime.ParseMediaType(ct)
-	if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
-		return "it has a form body, from which the daemon would read parameters the plugin cannot see; send the parameters in the query string"
+	if c.formBody() {
+		return formWhy
 	}
 	return "it has a body the daemon did not pass to the plugin (a pull carries none); send the request without a body"
+}
+
+const formWhy = "it has a form body, from which the daemon would read parameters the plugin cannot see; send the parameters in the query string"
+
+// formBody reports whether the request's Content-Type (as the plugin sees
+// it: the last one sent) is a form, whose fields the daemon would read as
+// parameters.
+func (c *Call) formBody() bool {
+	ct, ok := c.Header("Content-Type")
+	if !ok {
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data"
 }
