@@ -47,4 +47,3 @@ func FuzzAuthorize(f *testing.F) {
 		}
 	})
 }
-

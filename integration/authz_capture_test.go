@@ -275,4 +275,3 @@ func writeFixture(dir, step string, seen map[string]int, r engineRequest, host s
 	}
 	return os.WriteFile(name, append(b, '\n'), 0o644)
 }
-
