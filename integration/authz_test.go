@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,7 @@ import (
 // authzPlugin is a running `tollgate authz` on a per-test socket under
 // /run/docker/plugins/.
 type authzPlugin struct {
-	Name, Socket string
+	Name, Socket, ConfigPath string
 	MetricsURL   string
 	Process      *harness.Process
 }
@@ -32,14 +33,38 @@ type authzPlugin struct {
 func startAuthz(t *testing.T, bin, cfgYAML string) *authzPlugin {
 	t.Helper()
 	name, sock := pluginSocket(t, "tgauthz")
+	return runAuthz(t, bin, name, sock, cfgYAML)
+}
+
+// startAuthzOn starts the plugin again with the name, socket and config of
+// one that stopped.
+func startAuthzOn(t *testing.T, bin string, old *authzPlugin) *authzPlugin {
+	t.Helper()
+	b, err := os.ReadFile(old.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "log:\n  level: debug\n", "", 1)
+	cfg = regexp.MustCompile(`(?m)^  socket: .*\n`).ReplaceAllString(cfg, "")
+	return runAuthz(t, bin, old.Name, old.Socket, cfg)
+}
+
+func runAuthz(t *testing.T, bin, name, sock, cfgYAML string) *authzPlugin {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tollgate.yaml")
+	// The socket goes into the config too, where tollgate doctor reads it.
+	if strings.Contains(cfgYAML, "authz:\n") {
+		cfgYAML = strings.Replace(cfgYAML, "authz:\n", fmt.Sprintf("authz:\n  socket: %q\n", sock), 1)
+	} else {
+		cfgYAML += fmt.Sprintf("authz:\n  socket: %q\n", sock)
+	}
 	if err := os.WriteFile(cfg, []byte(cfgYAML+"log:\n  level: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	metrics := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	cmd := exec.Command(filepath.Join(bin, "tollgate"), "authz", "--config", cfg, "--socket", sock, "--metrics", metrics)
-	p := &authzPlugin{Name: name, Socket: sock, MetricsURL: "http://" + metrics + "/metrics"}
+	p := &authzPlugin{Name: name, Socket: sock, ConfigPath: cfg, MetricsURL: "http://" + metrics + "/metrics"}
 	p.Process = harness.StartProcess(t, "tollgate-authz", dir, cmd)
 	testwait.Eventually(t, 20*time.Second, func() error {
 		if p.Process.Exited() {
@@ -167,6 +192,9 @@ func TestAuthzDockerPrivate(t *testing.T) {
 	if n := pl.metric(t, `tollgate_authz_requests_total{decision="allow",what="image pull"}`); n != 1 {
 		t.Errorf("allowed pulls counted: %v, want 1", n)
 	}
+	if st, detail := doctorAuthz(ctx, t, bin, pl.ConfigPath, d.Host); st != "ok" {
+		t.Errorf("tollgate doctor, daemon using the plugin: %s: %s", st, detail)
+	}
 	_, stderr := pl.Process.Output()
 	if c := strings.Count(stderr, "authz deny"); c < 8 {
 		t.Errorf("%d refusals logged, want at least 8:\n%s", c, stderr)
@@ -214,6 +242,11 @@ func TestAuthzDockerPublic(t *testing.T) {
 	if _, err := d.Run(ctx, "create", via); err != nil {
 		t.Errorf("docker create of the image pulled through the proxy: %v", err)
 	}
+	// A daemon without the plugin, in public mode: doctor fails.
+	plain := harness.StartDocker(t, harness.DockerOptions{})
+	if st, detail := doctorAuthz(ctx, t, bin, pl.ConfigPath, plain.Host); st != "fail" || !strings.Contains(detail, "authorization-plugins") {
+		t.Errorf("tollgate doctor, public mode, daemon without the plugin: %s: %s; want fail with the daemon.json fix", st, detail)
+	}
 	_, stderr := pl.Process.Output()
 	if strings.Contains(stderr, "not-a-real-password") {
 		t.Error("the login password reached the plugin's log")
@@ -248,4 +281,35 @@ func TestAuthzDockerPluginStopped(t *testing.T) {
 	if n := repoRequests(reg, "", seeded); n != 0 {
 		t.Errorf("the registry saw %d requests with the plugin stopped", n)
 	}
+	if st, detail := doctorAuthz(ctx, t, bin, pl.ConfigPath, d.Host); st != "fail" || !strings.Contains(detail, "start tollgate authz") {
+		t.Errorf("tollgate doctor with the plugin stopped: %s: %s; want fail saying to start it", st, detail)
+	}
+	// Started again on the same socket, the plugin is used at once.
+	pl2 := startAuthzOn(t, bin, pl)
+	if _, err := d.Run(ctx, "pull", img.Ref()); err != nil {
+		t.Errorf("pull after the plugin restarted: %v", err)
+	}
+	if n := pl2.metric(t, `tollgate_authz_requests_total{decision="allow",what="image pull"}`); n != 1 {
+		t.Errorf("the restarted plugin counted %v allowed pulls, want 1", n)
+	}
+}
+
+// doctorAuthz runs tollgate doctor against a daemon and returns its authz
+// check.
+func doctorAuthz(ctx context.Context, t *testing.T, bin, configPath, dockerHost string) (status, detail string) {
+	t.Helper()
+	out, _ := harness.Run(ctx, nil, filepath.Join(bin, "tollgate"), "doctor", "--json", "--timeout", "4s", "--config", configPath, "--docker-host", dockerHost)
+	var rep struct {
+		Checks []struct{ Name, Status, Detail, Fix string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("tollgate doctor --json: %v\n%s", err, out)
+	}
+	for _, c := range rep.Checks {
+		if c.Name == "authz" {
+			return c.Status, c.Detail + " / fix: " + c.Fix
+		}
+	}
+	t.Fatalf("tollgate doctor has no authz check:\n%s", out)
+	return "", ""
 }
