@@ -23,8 +23,8 @@ import (
 // /run/docker/plugins/.
 type authzPlugin struct {
 	Name, Socket, ConfigPath string
-	MetricsURL   string
-	Process      *harness.Process
+	MetricsURL               string
+	Process                  *harness.Process
 }
 
 // startAuthz runs the built `tollgate authz` with a config file holding
