@@ -137,3 +137,21 @@ func TestEngineFixtures(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAuthorize is the plugin's own time per request, in process: a
+// pull (decoded, combined, checked against a 12-pattern allowlist) and a
+// container create with the CLI's 1.7 KB body.
+func BenchmarkAuthorize(b *testing.B) {
+	p := mustPolicy(b, Options{Proxy: "127.0.0.1:5000"}, "*.azurecr.io", "<account>.dkr.ecr.<region>.amazonaws.com", "docker.io",
+		"*-docker.pkg.dev", "gcr.io", "*.gcr.io", "ghcr.io", "public.ecr.aws", "quay.io", "registry.gitlab.com", "registry.hub.docker.com", "127.0.0.1:5999")
+	for _, f := range []string{"pull-tag", "create-name", "image-inspect"} {
+		req := loadFixtureTB(b, f)
+		b.Run(f, func(b *testing.B) {
+			for b.Loop() {
+				if d := p.Authorize(req); !d.Allowed {
+					b.Fatal(d.Message())
+				}
+			}
+		})
+	}
+}

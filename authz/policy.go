@@ -1,11 +1,9 @@
 package authz
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -311,24 +309,37 @@ func isImageID(img string) bool {
 }
 
 // containerImage returns the Image of a containers/create body, read as
-// the daemon reads it (encoding/json: keys matched without regard to case,
-// the last of repeated keys wins), refusing what it cannot see or what is
-// ambiguous.
+// the daemon reads it (encoding/json: keys matched without regard to case),
+// refusing what it cannot see or what is ambiguous: two keys that differ
+// only in case, of which a reader could take either.
 func containerImage(body []byte) (string, error) {
 	if len(body) == 0 {
 		return "", errors.New("the daemon did not pass the request body to the plugin (it does so only for Content-Type application/json up to 1 MiB), so the image cannot be checked; send the body as JSON")
 	}
-	if err := uniqueKey(body, "Image"); err != nil {
-		return "", err
-	}
-	var cfg struct{ Image string }
-	if err := json.Unmarshal(body, &cfg); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
 		return "", fmt.Errorf("the request body is not a valid container config: %s", cut(err.Error()))
 	}
-	if cfg.Image == "" {
+	var raw json.RawMessage
+	n := 0
+	for k, v := range top {
+		if strings.EqualFold(k, "Image") {
+			raw, n = v, n+1
+		}
+	}
+	if n > 1 {
+		return "", fmt.Errorf("the request body has %d \"Image\" keys differing in case; send one", n)
+	}
+	var img string
+	if raw != nil {
+		if err := json.Unmarshal(raw, &img); err != nil {
+			return "", fmt.Errorf("the request body is not a valid container config: Image: %s", cut(err.Error()))
+		}
+	}
+	if img == "" {
 		return "", errors.New("the request body names no image")
 	}
-	return cfg.Image, nil
+	return img, nil
 }
 
 // serviceImage returns TaskTemplate.ContainerSpec.Image of a swarm service
@@ -349,39 +360,6 @@ func serviceImage(body []byte) (string, error) {
 		return "", errors.New("the service spec names no container image the plugin can check")
 	}
 	return spec.TaskTemplate.ContainerSpec.Image, nil
-}
-
-// uniqueKey refuses a JSON object whose top level has key more than once,
-// in any letter case: whichever one a reader takes, another reader could
-// take the other.
-func uniqueKey(body []byte, key string) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	t, err := dec.Token()
-	if err != nil || t != json.Delim('{') {
-		return errors.New("the request body is not a JSON object")
-	}
-	n := 0
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("the request body is not valid JSON: %s", cut(err.Error()))
-		}
-		k, _ := t.(string)
-		if strings.EqualFold(k, key) {
-			n++
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("the request body is not valid JSON: %s", cut(err.Error()))
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("the request body has %d %q keys; send one", n, key)
-	}
-	if _, err := dec.Token(); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("the request body is not valid JSON: %s", cut(err.Error()))
-	}
-	return nil
 }
 
 // cut shortens a message that may carry request text and escapes anything

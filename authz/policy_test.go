@@ -56,7 +56,7 @@ func TestDecisions(t *testing.T) {
 		{"create keys differing in case", p, createReq(`{"Image":"alpine","image":"evil.example/x"}`), false, RuleRequest, `2 "Image" keys`},
 		{"create bad JSON", p, createReq(`{"Image":"alpine"`), false, RuleRequest, "not a valid container config"},
 		{"create trailing data", p, createReq(`{"Image":"alpine"} {"Image":"evil.example/x"}`), false, RuleRequest, ""},
-		{"create not an object", p, createReq(`["alpine"]`), false, RuleRequest, "not a JSON object"},
+		{"create not an object", p, createReq(`["alpine"]`), false, RuleRequest, "not a valid container config"},
 		{"create image not a string", p, createReq(`{"Image":1}`), false, RuleRequest, ""},
 		{"create no image", p, createReq(`{"Cmd":["true"]}`), false, RuleRequest, "names no image"},
 		{"create by full ID", p, createReq(`{"Image":"` + strings.Repeat("c", 64) + `"}`), false, "authz.local_images", "image ID"},
