@@ -41,7 +41,9 @@ func TestAuthzServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var errb bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- dispatch(ctx, []string{"authz", "--config", cfg, "--socket", sock}, &bytes.Buffer{}, &errb) }()
+	go func() {
+		done <- dispatch(ctx, []string{"authz", "--config", cfg, "--socket", sock}, &bytes.Buffer{}, &errb)
+	}()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
