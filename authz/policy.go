@@ -210,6 +210,11 @@ func (p *Policy) gate(what string, g gate, why string) Decision {
 // separate tag or digest of images/create's tag parameter, as the daemon
 // combines them).
 func (p *Policy) pull(what, name, tag string) Decision {
+	if hasUserInfo(name) {
+		// Refused without repeating the reference, which would put what
+		// may be a password into the log and the CLI's output.
+		return Decision{What: what, Rule: RuleAllowlist, Reason: "the image reference names credentials (user:password@host), which references never carry; log in with docker login instead (the reference is not repeated here)"}
+	}
 	ref, err := combine(name, tag)
 	if err != nil {
 		return Decision{What: what, Rule: RuleAllowlist, Reason: err.Error()}
@@ -296,6 +301,20 @@ func combine(name, tag string) (string, error) {
 		return "", fmt.Errorf("invalid tag %s: %s", quoteShort(tag), cut(err.Error()))
 	}
 	return r.String(), nil
+}
+
+// hasUserInfo reports whether name starts with URL-style user-info
+// (user:password@host/...), as opposed to a digest (name@sha256:...).
+func hasUserInfo(name string) bool {
+	at := strings.IndexByte(name, '@')
+	if at < 0 {
+		return false
+	}
+	if slash := strings.IndexByte(name, '/'); slash >= 0 {
+		return at < slash
+	}
+	_, err := digest.Parse(name[at+1:])
+	return err != nil && strings.Contains(name[:at], ":")
 }
 
 // isImageID reports whether img names an image by ID, as the daemon reads

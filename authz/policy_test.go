@@ -36,7 +36,10 @@ func TestDecisions(t *testing.T) {
 		{"digest in tag param", p, pullReq("/images/create?fromImage=evil.example/x&tag=sha256:" + strings.Repeat("a", 64)), false, RuleAllowlist, ""},
 		{"bad tag", p, pullReq("/images/create?fromImage=ghcr.io/myorg/app&tag=-bad"), false, RuleAllowlist, "invalid tag"},
 		{"unparseable reference", p, pullReq("/images/create?fromImage=ghcr.io/myorg/App"), false, RuleAllowlist, "invalid image reference"},
-		{"user-info", p, pullReq("/images/create?fromImage=user@ghcr.io/myorg/app"), false, RuleAllowlist, "invalid"},
+		{"user-info", p, pullReq("/images/create?fromImage=user@ghcr.io/myorg/app"), false, RuleAllowlist, "names credentials"},
+		{"user-info with a password", p, createReq(`{"Image":"bob:s3cret-pw@ghcr.io/myorg/app"}`), false, RuleAllowlist, "names credentials"},
+		{"user-info without a path", p, pullReq("/images/create?fromImage=bob:s3cret-pw@ghcr.io"), false, RuleAllowlist, "names credentials"},
+		{"digest without a path", p, pullReq("/images/create?fromImage=alpine@sha256:" + strings.Repeat("a", 64)), true, RuleAllowlist, ""},
 		{"fromImage twice", p, pullReq("/images/create?fromImage=docker.io/alpine&fromImage=evil.example/x"), false, RuleRequest, "2 times"},
 		{"tag twice", p, pullReq("/images/create?fromImage=alpine&tag=1&tag=2"), false, RuleRequest, "2 times"},
 		{"semicolon query", p, pullReq("/images/create?fromImage=evil.example/x;tag=1"), false, RuleRequest, "does not parse"},
@@ -85,6 +88,9 @@ func TestDecisions(t *testing.T) {
 	}
 	for _, c := range cases {
 		d := c.p.Authorize(c.req)
+		if strings.Contains(d.Message(), "s3cret") {
+			t.Errorf("%s: the message repeats a password: %s", c.name, d.Message())
+		}
 		if d.Allowed != c.allow || d.Rule != c.rule || !strings.Contains(d.Reason+d.Message(), c.inMsg) {
 			t.Errorf("%s: got allowed=%v rule=%q reason=%q; want allowed=%v rule=%q, reason containing %q", c.name, d.Allowed, d.Rule, d.Reason, c.allow, c.rule, c.inMsg)
 		}
