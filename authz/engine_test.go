@@ -12,9 +12,11 @@ import (
 
 // The fixtures in testdata/engine are AuthZReq bodies captured from the
 // real dockerd (20.10.24, API 1.41) driven by the docker CLI 28.2.2 and by
-// raw API calls (integration.TestAuthzEngineRequests; rerun it with
-// TOLLGATE_AUTHZ_CAPTURE=DIR to capture them again). The registry they
-// name is 127.0.0.1:5999.
+// raw API calls (the raw-* ones sent with curl 7.88.1, which sends a
+// bodiless POST with neither Content-Length nor Content-Type), by
+// integration.TestAuthzEngineRequests; rerun it with
+// TOLLGATE_AUTHZ_CAPTURE=DIR to capture them again (it now sends the raw
+// forms from Go). The registry they name is 127.0.0.1:5999.
 
 func loadFixture(t *testing.T, name string) *Request { return loadFixtureTB(t, name) }
 

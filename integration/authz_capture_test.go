@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacelift-io/tollgate/allowlist"
+	"github.com/spacelift-io/tollgate/authz"
 	"github.com/spacelift-io/tollgate/integration/harness"
 )
 
@@ -97,11 +99,35 @@ type engineRequest struct {
 	RequestHeaders map[string]string
 }
 
-// curlDocker sends one raw request to the daemon's socket, for request
-// forms other SDKs use that the docker CLI does not.
-func curlDocker(ctx context.Context, d *harness.Docker, args ...string) (string, error) {
-	sock := strings.TrimPrefix(d.Host, "unix://")
-	return harness.Run(ctx, nil, "curl", append([]string{"-sS", "--unix-socket", sock, "-o", "/dev/null", "-w", "%{http_code}"}, args...)...)
+// rawDocker sends one request to the daemon's socket, for request forms
+// other SDKs (or hostile clients) use that the docker CLI does not. A
+// chunked body is sent without Content-Length.
+func rawDocker(ctx context.Context, d *harness.Docker, method, uri string, header map[string]string, body string, chunked bool) error {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", strings.TrimPrefix(d.Host, "unix://"))
+	}}}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+uri, rd)
+	if err != nil {
+		return err
+	}
+	if chunked {
+		req.ContentLength = -1
+		req.Body = io.NopCloser(strings.NewReader(body))
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // TestAuthzEngineRequests runs the docker CLI (and raw API calls) against
@@ -111,7 +137,6 @@ func curlDocker(ctx context.Context, d *harness.Docker, args ...string) (string,
 // fixture for authz's table test (authz/testdata/engine), the registry's
 // address replaced by 127.0.0.1:5999.
 func TestAuthzEngineRequests(t *testing.T) {
-	harness.RequireCommands(t, "curl")
 	ctx := testCtx(t, 4*time.Minute)
 	reg := harness.StartRegistry(t, harness.RegistryOptions{})
 	img := reg.SeedImage(t, "team/app", "v1", harness.ImageSpec{Layers: 1, LayerSize: 1024})
@@ -136,9 +161,11 @@ func TestAuthzEngineRequests(t *testing.T) {
 	docker := func(args ...string) func() error {
 		return func() error { _, err := d.Run(ctx, args...); return err }
 	}
-	raw := func(args ...string) func() error {
-		return func() error { _, err := curlDocker(ctx, d, args...); return err }
+	raw := func(method, uri string, header map[string]string, body string) func() error {
+		return func() error { return rawDocker(ctx, d, method, uri, header, body, false) }
 	}
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	jsonCT := map[string]string{"Content-Type": "application/json"}
 	repo := reg.Host + "/team/app"
 	steps := []struct {
 		name    string
@@ -167,18 +194,20 @@ func TestAuthzEngineRequests(t *testing.T) {
 		{"login", docker("login", "-u", "tgcapuser", "-p", "tgcap-secret-pw", reg.Host), true},
 		{"plugin-install", docker("plugin", "install", "--grant-all-permissions", reg.Host+"/team/plugin:v1"), true},
 		{"search", docker("search", "alpine"), true},
-		{"raw-pull-unversioned", raw("-X", "POST", "http://docker/images/create?fromImage="+repo+"&tag=v1"), false},
-		{"raw-pull-tag-in-name", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+repo+":v1"), false},
-		{"raw-pull-encoded", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+strings.ReplaceAll(repo, "/", "%2F")+"&tag=v1"), false},
-		{"raw-pull-digest-in-tag", raw("-X", "POST", "http://docker/v1.41/images/create?fromImage="+repo+"&tag="+img.Digest), false},
-		{"raw-pull-form-body", raw("-X", "POST", "-H", "Content-Type: application/x-www-form-urlencoded", "--data", "fromImage="+repo+"&tag=v1", "http://docker/v1.41/images/create"), false},
-		{"raw-pull-chunked", raw("-X", "POST", "-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/x-www-form-urlencoded", "--data", "fromImage="+repo, "http://docker/v1.41/images/create?fromImage=alpine"), true},
-		{"raw-create-no-content-type", raw("-X", "POST", "-H", "Content-Type:", "--data", `{"Image":"`+img.Ref()+`"}`, "http://docker/v1.41/containers/create"), false},
-		{"raw-create-lowercase-key", raw("-X", "POST", "-H", "Content-Type: application/json", "--data", `{"image":"`+img.Ref()+`"}`, "http://docker/v1.41/containers/create"), false},
-		{"raw-distribution", raw("http://docker/v1.41/distribution/" + img.Ref() + "/json"), false},
-		{"raw-session", raw("-X", "POST", "http://docker/v1.41/session"), true},
-		{"raw-build-remote", raw("-X", "POST", "http://docker/v1.41/build?remote=http://127.0.0.1:9/ctx.tar&t=x"), true},
-		{"raw-plugin-pull", raw("-X", "POST", "-H", "Content-Type: application/json", "--data", `[]`, "http://docker/v1.41/plugins/pull?remote="+reg.Host+"/team/plugin:v1&name=p"), true},
+		{"raw-pull-unversioned", raw("POST", "/images/create?fromImage="+repo+"&tag=v1", nil, ""), false},
+		{"raw-pull-tag-in-name", raw("POST", "/v1.41/images/create?fromImage="+repo+":v1", nil, ""), false},
+		{"raw-pull-encoded", raw("POST", "/v1.41/images/create?fromImage="+strings.ReplaceAll(repo, "/", "%2F")+"&tag=v1", nil, ""), false},
+		{"raw-pull-digest-in-tag", raw("POST", "/v1.41/images/create?fromImage="+repo+"&tag="+img.Digest, nil, ""), false},
+		{"raw-pull-form-body", raw("POST", "/v1.41/images/create", form, "fromImage="+repo+"&tag=v1"), false},
+		{"raw-pull-chunked", func() error {
+			return rawDocker(ctx, d, "POST", "/v1.41/images/create?fromImage=alpine", form, "fromImage="+repo, true)
+		}, true},
+		{"raw-create-no-content-type", raw("POST", "/v1.41/containers/create", nil, `{"Image":"`+img.Ref()+`"}`), false},
+		{"raw-create-lowercase-key", raw("POST", "/v1.41/containers/create", jsonCT, `{"image":"`+img.Ref()+`"}`), false},
+		{"raw-distribution", raw("GET", "/v1.41/distribution/"+img.Ref()+"/json", nil, ""), false},
+		{"raw-session", raw("POST", "/v1.41/session", nil, ""), true},
+		{"raw-build-remote", raw("POST", "/v1.41/build?remote=http://127.0.0.1:9/ctx.tar&t=x", nil, ""), true},
+		{"raw-plugin-pull", raw("POST", "/v1.41/plugins/pull?remote="+reg.Host+"/team/plugin:v1&name=p", jsonCT, `[]`), true},
 	}
 	type captured struct {
 		step string
@@ -198,6 +227,14 @@ func TestAuthzEngineRequests(t *testing.T) {
 		}
 	}
 
+	al, err := allowlist.New([]string{reg.Host, "docker.io"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	livePolicy, err := authz.New(authz.Options{Allowlist: al, Build: true, Load: true, Import: true, Login: true, LocalImages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := os.Getenv("TOLLGATE_AUTHZ_CAPTURE")
 	seen := map[string]int{}
 	for _, c := range all {
@@ -225,6 +262,24 @@ func TestAuthzEngineRequests(t *testing.T) {
 		}
 		if strings.HasSuffix(strings.SplitN(r.RequestURI, "?", 2)[0], "/containers/create") && c.step == "create-name" && !bytes.Contains(r.RequestBody, []byte(img.Ref())) {
 			t.Errorf("docker create: the plugin got no JSON body naming the image: %q", r.RequestBody)
+		}
+		// What the plugin must make of the live request, whatever the
+		// engine version: forms it cannot see through are refused even
+		// with the registry allowed, the CLI's pulls and creates are not.
+		var live authz.Request
+		if err := json.Unmarshal(c.req, &live); err != nil {
+			t.Fatal(err)
+		}
+		d := livePolicy.Authorize(&live)
+		switch c.step {
+		case "raw-pull-form-body", "raw-pull-chunked", "raw-create-no-content-type":
+			if d.Allowed && d.What != "" {
+				t.Errorf("%s: %s %s allowed; the daemon reads a body the plugin did not see", c.step, r.RequestMethod, r.RequestURI)
+			}
+		case "pull-tag", "pull-digest", "create-name", "raw-pull-encoded", "raw-pull-unversioned":
+			if !d.Allowed {
+				t.Errorf("%s: %s %s refused: %s", c.step, r.RequestMethod, r.RequestURI, d.Message())
+			}
 		}
 		if out == "" {
 			continue
