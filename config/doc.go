@@ -8,7 +8,7 @@
 // Keys a file leaves out keep the embedded default (Normalize), so
 // default.yaml is the single source of default values.
 //
-// Section owners validate their section in config/<section>.go by appending
-// to validators from an init func; a validator returns FieldErrors located
-// by key path, and Parse attaches the line of each.
+// Section owners validate their section in config/<section>.go and list the
+// validator in the validators literal (validate.go); a validator returns
+// FieldErrors located by key path, and Parse attaches the line of each.
 package config

@@ -8,8 +8,6 @@ import (
 	"github.com/spacelift-io/tollgate/ecr/ecrhost"
 )
 
-func init() { validators = append(validators, (*Config).validateECR) }
-
 // validateECR checks the ecr section at load time, so that every command
 // (the proxy, refresh, the helper with $TOLLGATE_CONFIG) refuses the same
 // mistakes with the file and line: per-registry keys must be ECR registry

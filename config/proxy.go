@@ -10,8 +10,6 @@ import (
 	"github.com/spacelift-io/tollgate/allowlist/pattern"
 )
 
-func init() { validators = append(validators, (*Config).validateProxy) }
-
 // validateProxy checks the proxy's listen address and the upstreams
 // overrides: keys are canonical registry hosts, endpoints are http(s) base
 // URLs without path, and plain http is accepted only for loopback, so that

@@ -9,10 +9,9 @@ import (
 )
 
 // validators check a normalised Config and return its problems located by
-// key path; Parse turns them into file:line messages. Each section's owner
-// adds its own from config/<section>.go:
+// key path; Parse turns them into file:line messages, in this order. A
+// section's validator lives in config/<section>.go and is one line here:
 //
-//	func init() { validators = append(validators, (*Config).validateProxy) }
 //	func (c *Config) validateProxy() []FieldError { ... fieldErr("msg", "proxy", "listen") ... }
 var validators = []func(*Config) []FieldError{
 	(*Config).validateMode,
@@ -20,6 +19,8 @@ var validators = []func(*Config) []FieldError{
 	(*Config).validateDurations,
 	(*Config).validateCacheSize,
 	(*Config).validateLog,
+	(*Config).validateECR,   // config/ecr.go
+	(*Config).validateProxy, // config/proxy.go
 }
 
 func (c *Config) validateMode() []FieldError {

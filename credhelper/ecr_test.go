@@ -13,6 +13,7 @@ import (
 
 	"github.com/spacelift-io/tollgate/ecr"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 const ecrHost = "111111111111.dkr.ecr.us-west-2.amazonaws.com"
@@ -62,7 +63,7 @@ func TestHelperRealFailureIsNotNotFound(t *testing.T) {
 	h, s := ecrHelper(t)
 	s.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Deny: true})
 	_, _, err := h.Get(ecrHost)
-	if err == nil || credentials.IsErrCredentialsNotFound(err) || IsNotFound(err) {
+	if err == nil || credentials.IsErrCredentialsNotFound(err) || credsource.IsNotFound(err) {
 		t.Fatalf("access denied reported as %v", err)
 	}
 	if !errors.Is(err, ecr.ErrAccessDenied) || strings.Contains(err.Error(), "\n") {
@@ -147,13 +148,13 @@ func TestResolverOrder(t *testing.T) {
 	if u, p, err := r.Credentials(ctx, "ghcr.io"); err != nil || u != "u" || p != "p" {
 		t.Fatalf("ghcr.io: %q %q %v", u, p, err)
 	}
-	if _, _, err := r.Credentials(ctx, "quay.io"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := r.Credentials(ctx, "quay.io"); !errors.Is(err, credsource.ErrNotFound) {
 		t.Fatalf("quay.io: %v", err)
 	}
 	// A typed nil store means "no logins", not a crash.
 	var none *nilStore
 	r2 := &Resolver{Logins: none}
-	if _, _, err := r2.Credentials(ctx, "ghcr.io"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := r2.Credentials(ctx, "ghcr.io"); !errors.Is(err, credsource.ErrNotFound) {
 		t.Fatalf("typed nil store: %v", err)
 	}
 }

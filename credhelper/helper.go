@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/docker/docker-credential-helpers/credentials"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // DefaultTimeout bounds one helper request when the caller gave no context
@@ -53,7 +55,7 @@ func (h *Helper) Get(serverURL string) (string, string, error) {
 	ctx, cancel := h.context()
 	defer cancel()
 	user, secret, err := h.r.Credentials(ctx, serverURL)
-	if IsNotFound(err) {
+	if credsource.IsNotFound(err) {
 		return "", "", credentials.NewErrCredentialsNotFound()
 	}
 	return user, secret, err
@@ -84,7 +86,7 @@ func (h *Helper) Delete(serverURL string) error {
 	ctx, cancel := h.context()
 	defer cancel()
 	err := h.r.Logins.Erase(ctx, serverURL)
-	if IsNotFound(err) {
+	if credsource.IsNotFound(err) {
 		return credentials.NewErrCredentialsNotFound()
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker-credential-helpers/credentials"
 
 	"github.com/spacelift-io/tollgate/dockerconfig"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // The config-dir side of the resolver and helper, with a real
@@ -35,7 +36,7 @@ func TestHelperWithConfigDirLogins(t *testing.T) {
 	if u, _, err := r.Credentials(context.Background(), "reg.example.com:5000"); err != nil || u != "u" {
 		t.Fatalf("Resolver = %q %v", u, err)
 	}
-	if _, _, err := r.Credentials(context.Background(), "other.example.com"); !errors.Is(err, ErrNotFound) || !IsNotFound(err) {
+	if _, _, err := r.Credentials(context.Background(), "other.example.com"); !errors.Is(err, credsource.ErrNotFound) || !credsource.IsNotFound(err) {
 		t.Fatalf("Resolver miss: %v", err)
 	}
 

@@ -2,25 +2,19 @@ package credhelper
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
 
-	"github.com/docker/docker-credential-helpers/credentials"
-
 	"github.com/spacelift-io/tollgate/ecr/ecrhost"
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
-
-// ErrNotFound means no source has credentials for the server: not an ECR
-// host, and no login for it in the config directory. The helper answers it
-// with the protocol's "credentials not found".
-var ErrNotFound = errors.New("credentials not found")
 
 // LoginStore is what the resolver needs from the config-directory logins
 // (SPACELIFT_DOCKER_CONFIG_DIR); dockerconfig.Store provides it. Get for a
-// server without a login returns an error for which IsNotFound is true.
+// server without a login returns an error for which credsource.IsNotFound
+// is true.
 type LoginStore interface {
 	Get(ctx context.Context, serverURL string) (username, secret string, err error)
 	Put(ctx context.Context, serverURL, username, secret string) error
@@ -47,8 +41,8 @@ type Resolver struct {
 }
 
 // Credentials returns the login for serverURL (a host, host:port or URL).
-// It returns an error matching ErrNotFound when no source has one; any other
-// error is a real failure (no AWS credentials, access denied, ...) whose
+// When no source has one, the error is credsource.ErrNotFound (test it with
+// credsource.IsNotFound); any other error is a real failure (no AWS credentials, access denied, ...) whose
 // message says what to do.
 func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username, secret string, err error) {
 	if reg, perr := ecrhost.Parse(serverURL); perr == nil && !isNil(r.ECR) {
@@ -57,7 +51,7 @@ func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username,
 			// ECR Public serves every image anonymously too, with lower
 			// rate limits: a host without usable AWS credentials still pulls.
 			r.logger().Warn("no ECR Public token, pulling anonymously", "registry", reg.Host, "err", err.Error())
-			return "", "", fmt.Errorf("%w: %w", ErrNotFound, err)
+			return "", "", fmt.Errorf("%w: %w", credsource.ErrNotFound, err)
 		}
 		if err != nil {
 			return "", "", err
@@ -65,11 +59,11 @@ func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username,
 		return tok.Username, tok.Password, nil
 	}
 	if isNil(r.Logins) {
-		return "", "", ErrNotFound
+		return "", "", credsource.ErrNotFound
 	}
 	username, secret, err = r.Logins.Get(ctx, serverURL)
-	if IsNotFound(err) {
-		return "", "", ErrNotFound
+	if credsource.IsNotFound(err) {
+		return "", "", credsource.ErrNotFound
 	}
 	return username, secret, err
 }
@@ -79,20 +73,6 @@ func (r *Resolver) Credentials(ctx context.Context, serverURL string) (username,
 func IsECR(serverURL string) bool {
 	_, err := ecrhost.Parse(serverURL)
 	return err == nil
-}
-
-// IsNotFound reports whether err means "no credentials for this server":
-// ErrNotFound, the credential-helper protocol's not-found error, or any error
-// that marks itself with a NotFound() method (the errdefs convention).
-func IsNotFound(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, ErrNotFound) || credentials.IsErrCredentialsNotFound(err) {
-		return true
-	}
-	var nf interface{ NotFound() }
-	return errors.As(err, &nf)
 }
 
 // isNil is true for a nil interface and for an interface holding a nil

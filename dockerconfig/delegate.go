@@ -15,6 +15,8 @@ import (
 
 	"github.com/docker/docker-credential-helpers/client"
 	"github.com/docker/docker-credential-helpers/credentials"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // EnvDelegated is set in the environment of every credential helper tollgate
@@ -126,8 +128,10 @@ func (s *Store) run(ctx context.Context, name, origin, action string, op func(cl
 	if err == nil {
 		return nil
 	}
-	if credentials.IsErrCredentialsNotFound(err) {
-		return ErrNotFound
+	if credsource.IsNotFound(err) {
+		// One not-found error for every source (docker-credential-helpers'
+		// has the same marker, and another message).
+		return credsource.ErrNotFound
 	}
 	bin := "docker-credential-" + name
 	if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
@@ -150,7 +154,7 @@ func (s *Store) helperGet(ctx context.Context, name, origin, serverURL string) (
 		return "", "", err
 	}
 	if c.Username == "" && c.Secret == "" {
-		return "", "", ErrNotFound
+		return "", "", credsource.ErrNotFound
 	}
 	return c.Username, c.Secret, nil
 }
@@ -165,7 +169,7 @@ func (s *Store) helperErase(ctx context.Context, name, origin, serverURL string)
 	err := s.run(ctx, name, origin, "erase", func(p client.ProgramFunc) error {
 		return client.Erase(p, serverURL)
 	})
-	if errors.Is(err, ErrNotFound) || (err != nil && strings.Contains(err.Error(), credentials.NewErrCredentialsNotFound().Error())) {
+	if credsource.IsNotFound(err) || (err != nil && strings.Contains(err.Error(), credentials.NewErrCredentialsNotFound().Error())) {
 		return nil // already gone
 	}
 	return err

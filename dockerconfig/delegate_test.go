@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // installHelper writes docker-credential-<name> as a shell script into a
@@ -93,7 +95,7 @@ func TestCredsStoreDelegationFallsBackToAuths(t *testing.T) {
 	if u, p, err := s.Get(ctx, "file.example.com"); err != nil || u != "fu" || p != "fp" {
 		t.Fatalf("Get fallback = %q %q %v", u, p, err)
 	}
-	if _, _, err := s.Get(ctx, "none.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "none.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("Get none: %v", err)
 	}
 	if err := s.Erase(ctx, "file.example.com"); err != nil {
@@ -102,7 +104,7 @@ func TestCredsStoreDelegationFallsBackToAuths(t *testing.T) {
 	if got := readLog(t, log); !strings.Contains(got, "erase file.example.com") {
 		t.Fatalf("helper not asked to erase: %q", got)
 	}
-	if _, _, err := s.Get(ctx, "file.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "file.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("auths entry not erased: %v", err)
 	}
 }

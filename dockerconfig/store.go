@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/internal/securefile"
 )
 
@@ -32,20 +33,13 @@ const (
 	DefaultLockTimeout   = 30 * time.Second
 )
 
-// notFound is ErrNotFound's type: it carries the NotFound() marker (the
-// errdefs convention) so callers can recognise it without importing this
-// package.
-type notFound struct{}
-
-func (notFound) Error() string { return "credentials not found" }
-func (notFound) NotFound()     {}
-
 var (
-	// ErrNotFound: no login for this registry. It has a NotFound() method.
-	ErrNotFound error = notFound{}
 	// ErrNoConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is not set, so there is
 	// nowhere to store a login.
 	ErrNoConfigDir = errors.New(EnvConfigDir + " is not set: tollgate stores logins in $" + EnvConfigDir + "/" + ConfigFileName + "; set it (e.g. export " + EnvConfigDir + "=/etc/tollgate/docker) and log in again")
+	// ErrRelativeConfigDir: SPACELIFT_DOCKER_CONFIG_DIR is a relative path,
+	// which each process would resolve against its own working directory.
+	ErrRelativeConfigDir = errors.New(EnvConfigDir + " is a relative path")
 	// ErrSharedConfig: the config dir is also the calling docker client's
 	// config and names tollgate as its store, so docker would overwrite the
 	// login tollgate writes.
@@ -55,15 +49,37 @@ var (
 // EnvHelperTimeout overrides DefaultHelperTimeout (a Go duration, e.g. "30s").
 const EnvHelperTimeout = "TOLLGATE_CREDENTIAL_HELPER_TIMEOUT"
 
-// DirFromEnv returns $SPACELIFT_DOCKER_CONFIG_DIR ("" when unset).
-func DirFromEnv() string { return os.Getenv(EnvConfigDir) }
+// DirFromEnv returns $SPACELIFT_DOCKER_CONFIG_DIR ("" when unset). A
+// relative path is refused (CheckDir), and returned with the error for
+// reports that show it. Every reader of the variable goes through here.
+func DirFromEnv() (string, error) {
+	dir := os.Getenv(EnvConfigDir)
+	return dir, CheckDir(dir)
+}
+
+// CheckDir refuses a config directory that is a relative path: the helper
+// runs in whatever directory docker, containerd or a build happens to be in,
+// and would read and write logins there. The error wraps
+// ErrRelativeConfigDir and says what to do. "" (unset) is no error.
+func CheckDir(dir string) error {
+	if dir == "" || filepath.IsAbs(dir) {
+		return nil
+	}
+	return fmt.Errorf("%w (%q), which each process would resolve against the directory it happens to run in, reading and writing logins there: make it absolute, e.g. export %s=/etc/tollgate/docker",
+		ErrRelativeConfigDir, dir, EnvConfigDir)
+}
 
 // FromEnv returns the Store the credential helper uses: Dir from
-// $SPACELIFT_DOCKER_CONFIG_DIR, the delegated helper time bound from
-// $TOLLGATE_CREDENTIAL_HELPER_TIMEOUT (an invalid value is reported on
-// stderr and the default kept), and self as its own helper name.
-func FromEnv(self string) *Store {
-	s := &Store{Dir: DirFromEnv(), Self: self}
+// $SPACELIFT_DOCKER_CONFIG_DIR (an error if it is relative), the delegated
+// helper time bound from $TOLLGATE_CREDENTIAL_HELPER_TIMEOUT (an invalid
+// value is reported on stderr and the default kept), and self as its own
+// helper name.
+func FromEnv(self string) (*Store, error) {
+	dir, err := DirFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{Dir: dir, Self: self}
 	if v := os.Getenv(EnvHelperTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -72,7 +88,7 @@ func FromEnv(self string) *Store {
 			s.HelperTimeout = d
 		}
 	}
-	return s
+	return s, nil
 }
 
 // Store serves and edits the logins of the docker config in Dir. The zero
@@ -122,10 +138,10 @@ func (s *Store) Load() (*File, error) {
 // config: a credHelpers entry for the registry runs that helper (its answer
 // is final); else a credsStore runs that helper; else (or when the store has
 // nothing) the auths entry. Helpers named Self are skipped. No login =>
-// ErrNotFound.
+// an error for which credsource.IsNotFound is true.
 func (s *Store) Get(ctx context.Context, serverURL string) (username, secret string, err error) {
 	if s.Dir == "" {
-		return "", "", fmt.Errorf("%w (%s is not set)", ErrNotFound, EnvConfigDir)
+		return "", "", fmt.Errorf("%w (%s is not set)", credsource.ErrNotFound, EnvConfigDir)
 	}
 	if serverURL == "" {
 		return "", "", errors.New("no server URL given")
@@ -139,7 +155,7 @@ func (s *Store) Get(ctx context.Context, serverURL string) (username, secret str
 	}
 	if h := f.CredsStore; h != "" && !s.isSelf(h) {
 		u, p, err := s.helperGet(ctx, h, "credsStore", serverURL)
-		if !errors.Is(err, ErrNotFound) {
+		if !credsource.IsNotFound(err) {
 			return u, p, err
 		}
 	}
@@ -148,7 +164,7 @@ func (s *Store) Get(ctx context.Context, serverURL string) (username, secret str
 		return "", "", err
 	}
 	if !ok {
-		return "", "", ErrNotFound
+		return "", "", credsource.ErrNotFound
 	}
 	return u, p, nil
 }
@@ -246,7 +262,7 @@ func (s *Store) List(ctx context.Context) (map[string]string, error) {
 		switch {
 		case err == nil:
 			out[host] = u
-		case !errors.Is(err, ErrNotFound):
+		case !credsource.IsNotFound(err):
 			fmt.Fprintf(s.warnings(), "tollgate: warning: %v\n", err)
 		}
 	}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/internal/securefile"
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 func newStore(t *testing.T, config string) *Store {
@@ -32,7 +34,7 @@ func newStore(t *testing.T, config string) *Store {
 func TestStoreRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, "")
-	if _, _, err := s.Get(ctx, "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("Get on no file: %v", err)
 	}
 	if err := s.Put(ctx, "https://reg.example.com/v2/", "alice", "pa:ss"); err != nil {
@@ -60,7 +62,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Erase(ctx, "reg.example.com:443"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Get(ctx, "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(ctx, "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Fatalf("Get after erase: %v", err)
 	}
 	if err := s.Erase(ctx, "never.example.com"); err != nil {
@@ -73,7 +75,7 @@ func TestStoreRoundTrip(t *testing.T) {
 
 func TestNoConfigDir(t *testing.T) {
 	s := &Store{Self: "tollgate"}
-	if _, _, err := s.Get(context.Background(), "reg.example.com"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := s.Get(context.Background(), "reg.example.com"); !credsource.IsNotFound(err) {
 		t.Errorf("Get: %v", err)
 	}
 	err := s.Put(context.Background(), "reg.example.com", "u", "p")
@@ -85,12 +87,40 @@ func TestNoConfigDir(t *testing.T) {
 	}
 	t.Setenv(EnvConfigDir, "/some/dir")
 	t.Setenv(EnvHelperTimeout, "1500ms")
-	if s := FromEnv("tollgate"); DirFromEnv() != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
-		t.Errorf("FromEnv = %+v", s)
+	s, err = FromEnv("tollgate")
+	if dir, derr := DirFromEnv(); err != nil || derr != nil || dir != "/some/dir" || s.Dir != "/some/dir" || s.HelperTimeout != 1500*time.Millisecond || s.Self != "tollgate" {
+		t.Errorf("FromEnv = %+v, %v", s, err)
 	}
 	t.Setenv(EnvHelperTimeout, "soon")
-	if s := FromEnv("tollgate"); s.HelperTimeout != 0 {
-		t.Errorf("invalid timeout accepted: %v", s.HelperTimeout)
+	if s, err := FromEnv("tollgate"); err != nil || s.HelperTimeout != 0 {
+		t.Errorf("invalid timeout accepted: %v (%v)", s.HelperTimeout, err)
+	}
+}
+
+// A relative SPACELIFT_DOCKER_CONFIG_DIR would be resolved against whatever
+// directory the calling process runs in: refused, with what to do, and no
+// Store to read or write logins with.
+func TestRelativeConfigDirIsRefused(t *testing.T) {
+	for _, rel := range []string{"docker", "./docker", "../etc/docker", "~/.docker", "."} {
+		t.Setenv(EnvConfigDir, rel)
+		dir, err := DirFromEnv()
+		if !errors.Is(err, ErrRelativeConfigDir) || dir != rel {
+			t.Errorf("%q: DirFromEnv = %q, %v", rel, dir, err)
+			continue
+		}
+		for _, want := range []string{EnvConfigDir, "relative", fmt.Sprintf("%q", rel), "make it absolute", "export " + EnvConfigDir + "=/"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: message %q does not say %q", rel, err, want)
+			}
+		}
+		if s, err := FromEnv("tollgate"); !errors.Is(err, ErrRelativeConfigDir) || s != nil {
+			t.Errorf("%q: FromEnv = %+v, %v", rel, s, err)
+		}
+	}
+	for _, ok := range []string{"", "/etc/tollgate/docker"} {
+		if err := CheckDir(ok); err != nil {
+			t.Errorf("CheckDir(%q) = %v", ok, err)
+		}
 	}
 }
 
@@ -126,7 +156,7 @@ func TestPermissionWarningOncePerPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, _, err := s.Get(context.Background(), "x.example.com"); !errors.Is(err, ErrNotFound) {
+		if _, _, err := s.Get(context.Background(), "x.example.com"); !credsource.IsNotFound(err) {
 			t.Fatal(err)
 		}
 	}
@@ -167,16 +197,43 @@ func TestWriteWaitsForLock(t *testing.T) {
 	done := make(chan error, 1)
 	s.LockTimeout = 5 * time.Second
 	go func() { done <- s.Put(context.Background(), "a.example.com", "u", "p") }()
-	time.Sleep(50 * time.Millisecond)
+	// Unlock only once Put has the lock file open (a second descriptor on
+	// it besides ours): it is then waiting for the lock, and must still be
+	// waiting, not finished or failed, when the lock is freed.
+	lockPath := s.Path() + ".lock"
+	testwait.True(t, 5*time.Second, "Put opened "+lockPath, func() bool { return openCount(t, lockPath) >= 2 })
 	select {
 	case err := <-done:
 		t.Fatalf("Put finished while the lock was held: %v", err)
 	default:
 	}
+	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("Put wrote while the lock was held")
+	}
 	_ = l.Unlock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openCount is how many of this process's file descriptors are open on
+// path.
+func openCount(t *testing.T, path string) int {
+	t.Helper()
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // as /proc shows it
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("list open files (needs /proc): %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }
 
 func TestConcurrentPutsLoseNothing(t *testing.T) {
@@ -226,11 +283,17 @@ func TestSymlinkedConfigStaysSymlink(t *testing.T) {
 	}
 }
 
-func TestErrNotFoundIsMarked(t *testing.T) {
-	var nf interface{ NotFound() }
-	_, _, err := (&Store{}).Get(context.Background(), "x")
-	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("%v does not carry NotFound()", err)
+// TestNotFoundKeepsTheContract: a missing login, whether for want of a
+// config dir or of an entry, is credsource's not-found error, which says so
+// with the NotFound() marker that callers outside tollgate check.
+func TestNotFoundKeepsTheContract(t *testing.T) {
+	s := newStore(t, `{"auths": {"other.example.com": {"auth": "dTpw"}}}`)
+	for name, store := range map[string]*Store{"no config dir": {}, "no entry": s} {
+		_, _, err := store.Get(context.Background(), "x.example.com")
+		var nf interface{ NotFound() }
+		if !errors.As(err, &nf) || !errors.Is(err, credsource.ErrNotFound) {
+			t.Errorf("%s: %v does not keep the not-found contract", name, err)
+		}
 	}
 }
 

@@ -76,6 +76,20 @@ func TestCheckConfigDirCountsLoginsWithoutPrintingThem(t *testing.T) {
 	}
 }
 
+// A relative config dir fails, saying so, even when it names a usable
+// directory from where the doctor happens to run.
+func TestCheckConfigDirRefusesARelativePath(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "docker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	r := checkConfigDir("docker")
+	if r.Status != StatusFail || !strings.Contains(r.Detail, "relative path") || !strings.Contains(r.Fix, "absolute") {
+		t.Errorf("%+v", r)
+	}
+}
+
 func TestWriteTextAndJSON(t *testing.T) {
 	rep := Report{OK: false, Checks: []Result{
 		{Name: "imds", Status: StatusFail, Detail: "no\n  answer", Fix: "set the hop limit"},

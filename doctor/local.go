@@ -57,6 +57,9 @@ func checkConfigDir(dir string) Result {
 	if dir == "" {
 		return Result{Status: StatusSkip, Detail: "$" + dockerconfig.EnvConfigDir + " is not set: the helper serves ECR tokens only, no other logins, and refresh needs --output"}
 	}
+	if err := dockerconfig.CheckDir(dir); err != nil {
+		return Result{Status: StatusFail, Detail: err.Error(), Fix: "set $" + dockerconfig.EnvConfigDir + " to an absolute path"}
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return Result{Status: StatusFail, Detail: fmt.Sprintf("%s: %v", dir, err), Fix: fmt.Sprintf("create it for the user that runs tollgate: install -d -m 0700 %s", dir)}

@@ -209,7 +209,7 @@ func (e *Engine) obtain(ctx context.Context, req tokencache.Request) (Token, err
 	ent, err := e.mint(ctx, req, quick)
 	if err != nil {
 		var te *Error
-		if cached != nil && cached.ValidAt(e.now()) && errors.As(err, &te) && servesStale(te.Kind) {
+		if cached != nil && cached.ValidAt(e.now()) && errors.As(err, &te) && te.Temporary() {
 			e.log.Warn("serving cached ECR token inside its refresh margin because minting failed",
 				"registry", reg.Host, "expires_at", cached.ExpiresAt, "err", err.Error())
 			// Let the next lookups serve it straight away for a while.
@@ -249,11 +249,6 @@ func (e *Engine) mintUncached(ctx context.Context, req tokencache.Request) (Toke
 	}
 	e.mem.Set(req.Scope.ID(), ent, gocache.NoExpiration)
 	return ent.Token(req.Registry, false), nil
-}
-
-// servesStale says which failures let a still-valid cached token be served.
-func servesStale(kind error) bool {
-	return kind == ErrThrottled || kind == ErrUnavailable || kind == ErrIMDSUnreachable
 }
 
 // CacheStatus describes, without any network call, what the engine would use

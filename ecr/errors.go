@@ -8,26 +8,32 @@ import (
 	"strings"
 
 	"github.com/aws/smithy-go"
+
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // The kinds of failure the engine reports. Match them with errors.Is; the
 // error returned is an *Error carrying the registry, the fix and the cause.
+// They are defined in ecr/tokencache, so that docker-credential-tollgate,
+// which reads the engine's answers without linking this package, matches
+// the same values (tokencache.MintError).
 var (
 	// ErrNoCredentials: no source of the AWS default chain had credentials,
 	// or the configured one is broken (missing profile, no instance role).
-	ErrNoCredentials = errors.New("no AWS credentials found")
+	ErrNoCredentials = tokencache.ErrNoCredentials
 	// ErrIMDSUnreachable: the chain fell through to the EC2 instance role and
 	// the instance metadata service did not answer.
-	ErrIMDSUnreachable = errors.New("EC2 instance metadata service unreachable")
+	ErrIMDSUnreachable = tokencache.ErrIMDSUnreachable
 	// ErrAccessDenied: AWS refused the credentials or the call.
-	ErrAccessDenied = errors.New("access denied")
+	ErrAccessDenied = tokencache.ErrAccessDenied
 	// ErrThrottled: AWS kept throttling past the retry budget.
-	ErrThrottled = errors.New("throttled by AWS")
+	ErrThrottled = tokencache.ErrThrottled
 	// ErrUnavailable: the AWS API failed (5xx, timeout, connection error)
 	// past the retry budget.
-	ErrUnavailable = errors.New("AWS API unavailable")
+	ErrUnavailable = tokencache.ErrUnavailable
 	// ErrConfig: the engine's own settings for a registry are invalid.
-	ErrConfig = errors.New("invalid ECR registry settings")
+	ErrConfig = tokencache.ErrConfig
 )
 
 // Error is a failure to get a token for one registry. Its message is one
@@ -65,15 +71,16 @@ func (e *Error) Error() string {
 	return oneLine(b.String(), 600)
 }
 
+var _ credsource.TemporaryError = (*Error)(nil)
+
 // Is makes errors.Is(err, ErrThrottled) etc. work.
 func (e *Error) Is(target error) bool { return target == e.Kind }
 
 // Temporary reports a failure that is expected to pass on its own: AWS
 // throttling or an outage of the AWS API or of the instance metadata
-// service. The proxy serves cached tags through such an outage.
-func (e *Error) Temporary() bool {
-	return e.Kind == ErrThrottled || e.Kind == ErrUnavailable || e.Kind == ErrIMDSUnreachable
-}
+// service (tokencache.TemporaryKind). The engine serves a still-valid cached
+// token through such an outage, and the proxy cached tags.
+func (e *Error) Temporary() bool { return tokencache.TemporaryKind(e.Kind) }
 
 // Unwrap exposes the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
@@ -256,20 +263,3 @@ type opaqueCause struct{ err error }
 
 func (c opaqueCause) Error() string { return innermost(c.err) }
 func (c opaqueCause) Unwrap() error { return c.err }
-
-// kindNames name the kinds across a process boundary (tokencache.Answer).
-var kindNames = map[error]string{
-	ErrNoCredentials: "no-credentials", ErrIMDSUnreachable: "imds-unreachable",
-	ErrAccessDenied: "access-denied", ErrThrottled: "throttled", ErrUnavailable: "unavailable",
-	ErrConfig: "config", ErrNotECR: "not-ecr",
-}
-
-// KindName names err's kind for tokencache.Answer: "other" when it has none.
-func KindName(err error) string {
-	for kind, name := range kindNames {
-		if errors.Is(err, kind) {
-			return name
-		}
-	}
-	return "other"
-}

@@ -22,10 +22,10 @@ import (
 const negativeTTL = 5 * time.Minute
 
 // negativeKinds are the failures worth remembering for ECR Public.
-var negativeKinds = map[string]error{
-	"no-credentials":   ErrNoCredentials,
-	"imds-unreachable": ErrIMDSUnreachable,
-	"access-denied":    ErrAccessDenied,
+var negativeKinds = map[error]bool{
+	ErrNoCredentials:   true,
+	ErrIMDSUnreachable: true,
+	ErrAccessDenied:    true,
 }
 
 // negative is a remembered ECR Public failure, stored as <scope>.none.
@@ -60,8 +60,8 @@ func readNegative(d *tokencache.Disk, s tokencache.Scope, now time.Time) *Error 
 	if json.Unmarshal(data, &n) != nil || n.Version != tokencache.EntryVersion || n.Source != s.Source || !now.Before(n.Until) {
 		return nil
 	}
-	kind, ok := negativeKinds[n.Kind]
-	if !ok {
+	kind := tokencache.KindNamed(n.Kind)
+	if !negativeKinds[kind] {
 		return nil
 	}
 	return &Error{Kind: kind, Reason: oneLine(n.Reason, 300) + " (remembered until " + n.Until.UTC().Format(time.TimeOnly) + " UTC)", Fix: fixes[kind]}
@@ -73,14 +73,12 @@ func rememberNegative(d *tokencache.Disk, s tokencache.Scope, err error, now tim
 	if !errors.As(err, &te) {
 		return
 	}
-	for name, kind := range negativeKinds {
-		if te.Kind == kind {
-			n := negative{Version: tokencache.EntryVersion, Source: s.Source, Kind: name, Reason: te.Reason, Until: now.Add(negativeTTL)}
-			if data, err := json.Marshal(n); err == nil {
-				_ = securefile.WriteFile(negativePath(d, s), data)
-			}
-			return
-		}
+	if !negativeKinds[te.Kind] {
+		return
+	}
+	n := negative{Version: tokencache.EntryVersion, Source: s.Source, Kind: tokencache.KindName(te.Kind), Reason: te.Reason, Until: now.Add(negativeTTL)}
+	if data, err := json.Marshal(n); err == nil {
+		_ = securefile.WriteFile(negativePath(d, s), data)
 	}
 }
 

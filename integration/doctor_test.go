@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 type opsDoctorCheck struct {
@@ -404,18 +405,15 @@ func TestDoctorRealProxy(t *testing.T) {
 		}
 	}()
 	url := "http://" + addr
-	up := false
-	for i := 0; i < 100 && !up; i++ {
-		if resp, err := http.Get(url + "/healthz"); err == nil {
-			resp.Body.Close()
-			up = resp.StatusCode == 200
-		} else {
-			time.Sleep(100 * time.Millisecond)
+	// (Its stderr is not quoted on failure: the proxy is still writing it.)
+	testwait.True(t, 10*time.Second, "tollgate proxy answers /healthz on "+addr, func() bool {
+		resp, err := http.Get(url + "/healthz")
+		if err != nil {
+			return false
 		}
-	}
-	if !up {
-		t.Fatalf("tollgate proxy did not come up on %s:\n%s", addr, stderr.String())
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	rep, _, _ := h.doctor(nil, "--proxy", url)
 	if c := rep.get(t, "proxy"); c.Status != "ok" {
 		t.Errorf("proxy up: %+v", c)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacelift-io/tollgate/ecr/tokencache"
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
 	"github.com/spacelift-io/tollgate/integration/harness"
 )
@@ -40,6 +41,36 @@ func newECRHelperEnv(t *testing.T, opts fakeaws.Options) *ecrHelperEnv {
 	t.Helper()
 	bin := ecrHelperPath(t)
 	return &ecrHelperEnv{t: t, aws: fakeaws.Start(t, opts), bin: bin, home: t.TempDir()}
+}
+
+// ageCachedTokens rewrites the expiry of every token the helpers have
+// cached, as time passing would, through the cache's own reader and writer:
+// a test of the refresh margin or of expiry does not sleep for it.
+func (e *ecrHelperEnv) ageCachedTokens(expiresAt time.Time) {
+	e.t.Helper()
+	d := &tokencache.Disk{Dir: filepath.Join(e.home, "tollgate-cache", "ecr")}
+	files, err := filepath.Glob(filepath.Join(d.Dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		e.t.Fatalf("no cached token in %s to age (%v)", d.Dir, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var named tokencache.Entry
+		if err := json.Unmarshal(data, &named); err != nil {
+			e.t.Fatalf("cache file %s: %v", f, err)
+		}
+		ent, err := d.Read(named.Scope())
+		if err != nil || ent == nil || d.Path(ent.Scope()) != f {
+			e.t.Fatalf("cache file %s does not read back as its scope's entry: %+v, %v", f, ent, err)
+		}
+		ent.ExpiresAt = expiresAt
+		if err := d.Write(ent); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 }
 
 // environ is the helper's whole environment: the host's, minus anything

@@ -202,14 +202,12 @@ func TestECRHelperAccessDenied(t *testing.T) {
 }
 
 func TestECRHelperExpiredCachedTokenIsReplaced(t *testing.T) {
-	// A token that leaves the default 1h refresh margin a few seconds after
-	// it is minted.
-	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: time.Hour + 3*time.Second})
+	e := newECRHelperEnv(t, fakeaws.Options{})
 	creds := e.addUser(itUserKeyA, itUserSecretA, itUserARNA)
 	first := e.mustGet(itPrivateHost, itUserARNA, creds...)
-	e.aws.SetTokenLifetime(12 * time.Hour)
-
-	time.Sleep(3500 * time.Millisecond)
+	// Later: the cached token has less than the default 1h refresh margin
+	// left.
+	e.ageCachedTokens(time.Now().Add(30 * time.Minute))
 	second := e.mustGet(itPrivateHost, itUserARNA, creds...)
 	if second.creds.Secret == first.creds.Secret {
 		t.Error("a token with less than the refresh margin left was served from the cache")
@@ -309,10 +307,10 @@ func TestECRHelperTokenNeverLogged(t *testing.T) {
 }
 
 func TestECRHelperServesCachedTokenDuringOutage(t *testing.T) {
-	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: time.Hour + 3*time.Second})
+	e := newECRHelperEnv(t, fakeaws.Options{})
 	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
 	first := e.mustGet(itPrivateHost, itUserARNA, creds...)
-	time.Sleep(3500 * time.Millisecond) // now inside the refresh margin, still valid
+	e.ageCachedTokens(time.Now().Add(30 * time.Minute)) // inside the 1h refresh margin, still valid
 
 	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000})
 	during := e.mustGet(itPrivateHost, itUserARNA, creds...)
@@ -324,7 +322,6 @@ func TestECRHelperServesCachedTokenDuringOutage(t *testing.T) {
 	}
 
 	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
-	e.aws.SetTokenLifetime(12 * time.Hour)
 	after := e.mustGet(itPrivateHost, itUserARNA, creds...)
 	if after.creds.Secret == first.creds.Secret {
 		t.Error("after the outage the helper kept the old token instead of minting")
@@ -419,10 +416,10 @@ func TestECRHelperNoCredentials(t *testing.T) {
 }
 
 func TestECRHelperExpiredTokenNeverServed(t *testing.T) {
-	e := newECRHelperEnv(t, fakeaws.Options{TokenLifetime: 2 * time.Second})
+	e := newECRHelperEnv(t, fakeaws.Options{})
 	creds := append(e.addUser(itUserKeyA, itUserSecretA, itUserARNA), "TOLLGATE_ECR_RETRY_BUDGET=1s")
-	first := e.mustGet(itPrivateHost, itUserARNA, creds...) // ECR itself issued a short token
-	time.Sleep(2500 * time.Millisecond)
+	first := e.mustGet(itPrivateHost, itUserARNA, creds...)
+	e.ageCachedTokens(time.Now().Add(-time.Second)) // expired
 
 	// Expired and ECR down: failing is right, serving the dead token is not.
 	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{Fail: 1000})
@@ -430,7 +427,6 @@ func TestECRHelperExpiredTokenNeverServed(t *testing.T) {
 		t.Errorf("an expired cached token was served during an outage: %s", r)
 	}
 	e.aws.Fail(fakeaws.APIECRGetAuthorizationToken, fakeaws.Fault{})
-	e.aws.SetTokenLifetime(12 * time.Hour)
 	second := e.mustGet(itPrivateHost, itUserARNA, creds...)
 	if second.creds.Secret == first.creds.Secret {
 		t.Error("an expired token was served")

@@ -61,6 +61,7 @@ type loginsWorld struct {
 	bin       string // directory first on PATH
 	configDir string
 	env       map[string]string
+	cwd       string // the helper's working directory; "" is the test's
 }
 
 func newLoginsWorld(t *testing.T) *loginsWorld {
@@ -115,6 +116,7 @@ func (w *loginsWorld) helper(action, stdin string) loginsHelperResult {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(w.bin, "docker-credential-tollgate"), action)
 	cmd.Env = loginsEnv(w.env)
+	cmd.Dir = w.cwd
 	cmd.Stdin = strings.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -396,6 +398,28 @@ func TestLoginsNoConfigDir(t *testing.T) {
 	}
 	if got := w.list(); len(got) != 0 {
 		t.Fatalf("list = %v", got)
+	}
+}
+
+// A relative SPACELIFT_DOCKER_CONFIG_DIR would be resolved against the
+// directory docker (or a build) runs the helper in: every login operation
+// is refused with what to do, and the directory it names from there is
+// neither read nor written.
+func TestLoginsRelativeConfigDir(t *testing.T) {
+	w := newLoginsWorld(t)
+	w.cwd = filepath.Dir(w.configDir)
+	w.writeConfig(`{"auths":{"reg.example.com":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("u:p")) + `"}}}`)
+	before, _ := os.ReadFile(w.configPath())
+	w.env["SPACELIFT_DOCKER_CONFIG_DIR"] = filepath.Base(w.configDir)
+	in, _ := json.Marshal(map[string]string{"ServerURL": "other.example.com", "Username": "u2", "Secret": "p2"})
+	for action, stdin := range map[string]string{"get": "reg.example.com", "store": string(in), "erase": "reg.example.com", "list": ""} {
+		r := w.helper(action, stdin)
+		if r.code == 0 || !strings.Contains(r.stdout, "SPACELIFT_DOCKER_CONFIG_DIR is a relative path") || !strings.Contains(r.stdout, "make it absolute") {
+			t.Errorf("%s: exit %d, %q %q", action, r.code, r.stdout, r.stderr)
+		}
+	}
+	if after, _ := os.ReadFile(w.configPath()); !bytes.Equal(before, after) {
+		t.Fatalf("config changed:\n%s", after)
 	}
 }
 

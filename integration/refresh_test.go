@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spacelift-io/tollgate/integration/fakeaws"
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 const (
@@ -310,19 +312,22 @@ func TestRefreshLoopRefreshesBeforeExpiry(t *testing.T) {
 	}
 	// Watch the file: each token must be replaced before it expires.
 	seen := []string{}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(seen) < 3 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	testwait.Eventually(t, 30*time.Second, func() error {
+		if len(seen) >= 3 {
+			return nil
+		}
+		// (Not stderr: the process is still writing it.)
+		notYet := fmt.Errorf("saw %d tokens with 6s tokens and a 3s margin, want 3", len(seen))
 		data, written, err := readWithModTime(h.configPath())
 		if err != nil {
-			continue
+			return notYet
 		}
 		e := opsAuthsOf(t, data)[opsHostA]
 		raw, _ := e["auth"].(string)
 		dec, _ := base64.StdEncoding.DecodeString(raw)
 		_, pass, _ := strings.Cut(string(dec), ":")
 		if pass == "" || (len(seen) > 0 && seen[len(seen)-1] == pass) {
-			continue
+			return notYet
 		}
 		info, ok := h.aws.TokenInfo(pass)
 		if !ok {
@@ -340,10 +345,11 @@ func TestRefreshLoopRefreshesBeforeExpiry(t *testing.T) {
 			t.Errorf("the file holds an expired token")
 		}
 		seen = append(seen, pass)
-	}
-	if len(seen) < 3 {
-		t.Errorf("saw %d tokens in 30s with 6s tokens and a 3s margin, want 3\nstderr:\n%s", len(seen), stderr.String())
-	}
+		if len(seen) >= 3 {
+			return nil
+		}
+		return notYet
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 func firstLayer(t *testing.T, up *upstream, repo, tag string) (digest.Digest, []byte) {
@@ -61,18 +63,12 @@ func TestRangeRequests(t *testing.T) {
 	}
 	// The partial answer never enters the cache; the background fill
 	// stores the whole, verified blob.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if n, ok := p.cache.Stat(testHost, "team/app", d); ok {
-			if n != int64(len(blob)) {
-				t.Fatalf("cached size %d, want %d", n, len(blob))
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("background fill after a cold range did not complete")
-		}
-		time.Sleep(10 * time.Millisecond)
+	testwait.True(t, 5*time.Second, "background fill after a cold range completed", func() bool {
+		_, ok := p.cache.Stat(testHost, "team/app", d)
+		return ok
+	})
+	if n, _ := p.cache.Stat(testHost, "team/app", d); n != int64(len(blob)) {
+		t.Fatalf("cached size %d, want %d", n, len(blob))
 	}
 
 	// Warm: served from the cache, no upstream traffic.

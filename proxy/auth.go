@@ -4,26 +4,24 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"time"
 
-	"github.com/docker/docker-credential-helpers/credentials"
 	"github.com/google/go-containerregistry/pkg/authn"
 	gocache "github.com/patrickmn/go-cache"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
 )
 
 // Credentials looks up the login for an upstream registry host (canonical,
 // e.g. "docker.io" or an ECR host). credhelper.Resolver implements it: ECR
 // tokens minted by the token engine, other logins from the config dir. A host
-// without credentials answers an error for which IsNotFound is true, and the
-// proxy pulls anonymously.
+// without credentials answers an error marked with a NotFound() method
+// (credsource.ErrNotFound, docker-credential-helpers' not-found error), and
+// the proxy pulls anonymously. An error with Temporary() true (throttling,
+// an AWS outage) lets a cached tag answer.
 type Credentials interface {
 	Credentials(ctx context.Context, host string) (username, secret string, err error)
 }
-
-// ErrNoCredentials is a not-found answer a Credentials implementation may
-// return (docker-credential-helpers' not-found error is recognised too).
-var ErrNoCredentials = errors.New("no credentials for this registry")
 
 // identityTokenUser is the user name docker configs use for an identity
 // (OAuth refresh) token instead of a password.
@@ -77,26 +75,17 @@ func (l login) GoString() string { return l.String() }
 
 // credentialStore caches lookups of a Credentials source per host.
 type credentialStore struct {
-	source     Credentials
-	public     bool
-	isNotFound func(error) bool
-	cache      *gocache.Cache
+	source Credentials
+	public bool
+	cache  *gocache.Cache
 }
 
-func newCredentialStore(source Credentials, public bool, isNotFound func(error) bool) *credentialStore {
-	if isNotFound == nil {
-		isNotFound = defaultIsNotFound
-	}
+func newCredentialStore(source Credentials, public bool) *credentialStore {
 	return &credentialStore{
-		source:     source,
-		public:     public,
-		isNotFound: isNotFound,
-		cache:      gocache.New(credentialCacheTTL, 5*time.Minute),
+		source: source,
+		public: public,
+		cache:  gocache.New(credentialCacheTTL, 5*time.Minute),
 	}
-}
-
-func defaultIsNotFound(err error) bool {
-	return errors.Is(err, ErrNoCredentials) || credentials.IsErrCredentialsNotFound(err)
 }
 
 // lookup returns the login to use for host: anonymous in public mode, when
@@ -110,7 +99,7 @@ func (s *credentialStore) lookup(ctx context.Context, host string) (login, error
 	}
 	user, secret, err := s.source.Credentials(ctx, host)
 	switch {
-	case err != nil && s.isNotFound(err):
+	case credsource.IsNotFound(err):
 		user, secret = "", ""
 	case err != nil:
 		// The source's errors name the fix and never carry the secret.
@@ -132,8 +121,5 @@ func (e *credentialError) Error() string { return "credentials for " + e.host + 
 func (e *credentialError) Unwrap() error { return e.err }
 
 // temporary reports whether the source says its failure will pass
-// (throttling, an AWS outage): ecr.Error and net errors have Temporary.
-func (e *credentialError) temporary() bool {
-	var t interface{ Temporary() bool }
-	return errors.As(e.err, &t) && t.Temporary()
-}
+// (throttling, an AWS outage), by the credsource contract.
+func (e *credentialError) temporary() bool { return credsource.IsTemporary(e.err) }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,8 +18,10 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	arrived := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
+	var pings atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
+			pings.Add(1)
 			once.Do(func() { close(arrived) })
 			<-release
 		}
@@ -34,7 +37,7 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	})
 	u, _ := url.Parse(srv.URL)
 	ups := newUpstreams(map[string]Endpoint{testHost: {URL: u}}, nil,
-		newCredentialStore(nil, false, nil), slog.New(slog.DiscardHandler), newMetrics())
+		newCredentialStore(nil, false), slog.New(slog.DiscardHandler), newMetrics())
 
 	ctxA, cancelA := context.WithCancel(context.Background())
 	defer cancelA()
@@ -47,10 +50,10 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 	}
 	errB := make(chan error, 1)
 	go func() { _, err := ups.client(context.Background(), testHost, "team/app"); errB <- err }()
-	// Give B time to join A's handshake; if it has not, it shakes hands on
-	// its own and the test passes without proving anything, never falsely
-	// failing.
-	time.Sleep(100 * time.Millisecond)
+	// B may join A's handshake before or after A hangs up: either way there
+	// must be one handshake, and it must survive. Had A's hangup ended it, B
+	// fails (it joined) or shakes hands again (it came late), which the
+	// upstream's count of pings shows.
 	cancelA()
 	if err := <-errA; err == nil {
 		t.Log("first client finished before its cancellation took effect")
@@ -63,5 +66,8 @@ func TestSharedHandshakeSurvivesFirstClientHangingUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("second client never got its upstream client")
+	}
+	if n := pings.Load(); n != 1 {
+		t.Fatalf("the upstream was pinged %d times, want 1: the first client's hangup ended the shared handshake", n)
 	}
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/spacelift-io/tollgate/allowlist"
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/internal/credsource"
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
@@ -359,12 +360,7 @@ func (s *staticCredentials) Credentials(_ context.Context, host string) (string,
 	defer s.mu.Unlock()
 	s.calls++
 	if host != s.host {
-		return "", "", fmt.Errorf("%s: %w", host, ErrNoCredentials)
+		return "", "", fmt.Errorf("%s: %w", host, credsource.ErrNotFound)
 	}
 	return s.user, s.secret, nil
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 func TestHealthReadyMetrics(t *testing.T) {
@@ -124,19 +126,15 @@ func TestGracefulShutdownFinishesInFlightPull(t *testing.T) {
 	cancel()        // SIGTERM
 	// The listener closes as shutdown begins; poll rather than guess how
 	// long that takes on a loaded machine.
-	refused := false
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	testwait.True(t, 5*time.Second, "new connections refused once shutdown began", func() bool {
 		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		resp, err := c.Get(base + "/healthz")
 		if err != nil {
-			refused = true
-			break
+			return true
 		}
 		resp.Body.Close()
-	}
-	if !refused {
-		t.Error("new connections still accepted 5s after shutdown began")
-	}
+		return false
+	})
 	r := <-got
 	if r.err != nil || r.d.String() != ld.String() {
 		t.Fatalf("in-flight pull during shutdown: %d bytes, digest %s, err %v\n%s", r.n, r.d, r.err, p.logs.String())
@@ -223,6 +221,9 @@ func TestNoBackgroundWorkAfterShutdown(t *testing.T) {
 	}
 	ran := make(chan struct{}, 1)
 	p.srv.background(func(context.Context) { ran <- struct{}{} })
+	// Work that was started is counted in the WaitGroup: once Wait
+	// returns, it has run, however slowly its goroutine was scheduled.
+	p.srv.fills.Wait()
 	select {
 	case <-ran:
 		t.Fatal("background work started after shutdown")

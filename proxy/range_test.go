@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 // readMultipartRanges parses a multipart/byteranges answer into its parts.
@@ -150,13 +152,9 @@ func TestColdRangeOfUnknownBlobFetchesOnce(t *testing.T) {
 	}
 	// The handler has returned (and started any background work) once its
 	// request is logged.
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.logs.String(), "msg=request") {
-		if time.Now().After(deadline) {
-			t.Fatal("request never logged")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.True(t, 5*time.Second, "request logged", func() bool {
+		return strings.Contains(p.logs.String(), "msg=request")
+	})
 	p.srv.fills.Wait()
 	if n := up.log.count(http.MethodGet, "/blobs/"); n != 1 {
 		t.Fatalf("range of an unknown blob: %d upstream GETs, want 1", n)
@@ -198,13 +196,9 @@ func TestRangeOfFailingFillIsCut(t *testing.T) {
 		}
 	}
 	<-first
-	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(p.logs.String(), "msg=request") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("requests not logged")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.True(t, 5*time.Second, "both requests logged", func() bool {
+		return strings.Count(p.logs.String(), "msg=request") >= 2
+	})
 	for _, line := range strings.Split(p.logs.String(), "\n") {
 		if strings.Contains(line, "msg=request") && strings.Contains(line, "status=206") && !strings.Contains(line, "aborted=true") {
 			t.Fatalf("the cut range is logged as a success: %s", line)

@@ -31,10 +31,6 @@ type Options struct {
 	// Credentials supplies upstream logins in private mode; nil pulls
 	// anonymously.
 	Credentials Credentials
-	// IsNotFound recognises the Credentials' "no login for this host"
-	// error; default: ErrNoCredentials or docker-credential-helpers'
-	// not-found error.
-	IsNotFound func(error) bool
 	// Endpoints overrides where upstream hosts are reached (canonical host
 	// -> endpoint).
 	Endpoints map[string]Endpoint
@@ -105,7 +101,7 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
 	m := newMetrics()
-	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic, opts.IsNotFound)
+	creds := newCredentialStore(opts.Credentials, opts.Mode == config.ModePublic)
 	s := &Server{
 		policy:    opts.Policy,
 		upstreams: newUpstreams(opts.Endpoints, opts.Transport, creds, log, m),

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 // The tag list is held in memory whole; its bound must hold for the whole
@@ -100,9 +104,12 @@ func TestConcurrentTagListsShareOneFetch(t *testing.T) {
 		}()
 	}
 	<-arrived
-	// Let the other requests arrive; any that comes later is answered from
-	// the list just fetched, so waiting never makes this test fail falsely.
-	time.Sleep(200 * time.Millisecond)
+	// Hold the first fetch until every request is inside the proxy: one
+	// that asked for the list after the fetch ended would be answered from
+	// the list it stored, proving nothing about sharing the fetch.
+	testwait.True(t, 10*time.Second, fmt.Sprintf("%d list requests in flight", n), func() bool {
+		return testutil.ToFloat64(p.srv.metrics.inflight) == n
+	})
 	close(release)
 	wg.Wait()
 	mu.Lock()

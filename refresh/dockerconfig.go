@@ -19,6 +19,11 @@ type ConfigDir struct {
 	Store *dockerconfig.Store
 }
 
+var (
+	_ Sink       = ConfigDir{}
+	_ HostSource = ConfigDir{}
+)
+
 // Hosts returns the auths keys of the config.
 func (c ConfigDir) Hosts(ctx context.Context) ([]string, error) {
 	f, err := c.Store.Load()
@@ -68,6 +73,11 @@ func (c ConfigFile) load() (*dockerconfig.File, error) {
 	}
 	return dockerconfig.Parse(c.Path, data)
 }
+
+var (
+	_ Sink       = ConfigFile{}
+	_ HostSource = ConfigFile{}
+)
 
 // Hosts returns the auths keys of the file (none if it does not exist).
 func (c ConfigFile) Hosts(ctx context.Context) ([]string, error) {

@@ -10,6 +10,8 @@ import (
 // engine also warms its cache, which the credential helper reads.
 type Engine struct{ *ecr.Engine }
 
+var _ Minter = Engine{}
+
 // Refresh returns the engine's token for host, minted anew only when the
 // cached one is inside the refresh margin.
 func (e Engine) Refresh(ctx context.Context, host string) (Token, error) {

@@ -137,6 +137,11 @@ func (k KubernetesSecret) existing() (*Secret, *dockerconfig.File, error) {
 	return s, f, nil
 }
 
+var (
+	_ Sink       = KubernetesSecret{}
+	_ HostSource = KubernetesSecret{}
+)
+
 // Hosts returns the registries of the Secret already at Path.
 func (k KubernetesSecret) Hosts(ctx context.Context) ([]string, error) {
 	_, f, err := k.existing()

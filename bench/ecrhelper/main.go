@@ -23,8 +23,8 @@ type helpers []helper
 func (h *helpers) String() string { return fmt.Sprint(*h) }
 func (h *helpers) Set(v string) error {
 	name, path, ok := strings.Cut(v, "=")
-	if !ok || name == "" || path == "" {
-		return fmt.Errorf("want NAME=PATH, got %q", v)
+	if !ok || name == "" || path == "" || strings.ContainsAny(name, "/ \t") {
+		return fmt.Errorf("want NAME=PATH with a NAME without '/' or spaces, got %q", v)
 	}
 	*h = append(*h, helper{name, path})
 	return nil
@@ -43,13 +43,14 @@ func main() {
 	flag.Var(&hs, "helper", "NAME=PATH of a docker credential helper to measure (repeatable)")
 	runs := flag.Int("n", 100, "warm gets per helper and credential source")
 	conc := flag.Int("concurrency", 50, "cold gets started at once")
-	rounds := flag.Int("rounds", 5, "rounds of concurrent cold gets")
+	rounds := flag.Int("rounds", 5, "rounds of concurrent cold gets (0: none)")
+	benchfmt := flag.Bool("benchfmt", false, "also print the warm medians as Go benchmark lines (BenchmarkHelperWarmGet/SOURCE/HELPER), for bench/benchtable")
 	flag.Parse()
 	if len(hs) == 0 {
 		fmt.Fprintln(os.Stderr, "ecrhelper: give at least one -helper NAME=PATH")
 		os.Exit(2)
 	}
-	if err := run(hs, *runs, *conc, *rounds); err != nil {
+	if err := run(hs, *runs, *conc, *rounds, *benchfmt); err != nil {
 		fmt.Fprintln(os.Stderr, "ecrhelper:", err)
 		os.Exit(1)
 	}
@@ -57,16 +58,16 @@ func main() {
 
 // source is a way for the helper to find AWS credentials.
 type source struct {
-	name string
-	env  func(s *fakeaws.Server) []string
+	name, slug string // slug: its name in benchmark lines
+	env        func(s *fakeaws.Server) []string
 }
 
 var sources = []source{
-	{"instance role (IMDSv2)", func(*fakeaws.Server) []string { return nil }},
-	{"static keys (env)", func(s *fakeaws.Server) []string { return s.UserEnv(userKey) }},
+	{"instance role (IMDSv2)", "instance-role", func(*fakeaws.Server) []string { return nil }},
+	{"static keys (env)", "static-keys", func(s *fakeaws.Server) []string { return s.UserEnv(userKey) }},
 }
 
-func run(hs helpers, runs, conc, rounds int) error {
+func run(hs helpers, runs, conc, rounds int, benchfmt bool) error {
 	s, err := fakeaws.New(fakeaws.Options{})
 	if err != nil {
 		return err
@@ -129,6 +130,17 @@ func run(hs helpers, runs, conc, rounds int) error {
 		sum := summarize(st.times)
 		fmt.Printf("| %s | %s | %s | %s | %s | %.1f (%d runs: %s) |\n", st.h.name, st.src.name,
 			ms(sum.median), ms(sum.p90), ms(sum.min), calls, callRuns, counts(s))
+	}
+	if benchfmt {
+		fmt.Println()
+		for _, st := range setups {
+			sum := summarize(st.times)
+			fmt.Printf("BenchmarkHelperWarmGet/%s/%s %d %s median-ms %s p90-ms %s min-ms\n",
+				st.src.slug, st.h.name, len(st.times), ms(sum.median), ms(sum.p90), ms(sum.min))
+		}
+	}
+	if rounds <= 0 {
+		return nil
 	}
 
 	fmt.Printf("\n%d concurrent cold `get`s (all started, then given the host at once), fresh cache each round, %d rounds: API calls per round, min/median/max:\n\n", conc, rounds)

@@ -49,8 +49,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// other registries do not need them.
 	lookup, lookupErr := cacheLookup()
 	tokens := &cachedTokens{lookup: lookup, err: lookupErr, log: log, stderr: stderr}
-	logins := dockerconfig.FromEnv("tollgate") // SPACELIFT_DOCKER_CONFIG_DIR
-	logins.MintedByCaller = credhelper.IsECR   // list runs no helper (no AWS call) for ECR hosts
+	// Likewise a config dir that cannot be used ($SPACELIFT_DOCKER_CONFIG_DIR
+	// relative) fails the logins only, with its reason; ECR hosts still work.
+	var logins credhelper.LoginStore
+	if store, err := dockerconfig.FromEnv("tollgate"); err != nil {
+		logins = unusableLogins{err}
+	} else {
+		store.MintedByCaller = credhelper.IsECR // list runs no helper (no AWS call) for ECR hosts
+		logins = store
+	}
 	helper := credhelper.NewHelper(&credhelper.Resolver{ECR: tokens, Logins: logins, Log: log}).WithContext(ctx)
 	if err := credentials.HandleCommand(helper, args[0], stdin, stdout); err != nil {
 		// The protocol puts the message on stdout; docker shows it.
@@ -62,3 +69,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// unusableLogins stands for a config dir that cannot be used: every login
+// operation fails with why, rather than answering "not found" and letting
+// docker pull anonymously.
+type unusableLogins struct{ err error }
+
+var _ credhelper.LoginStore = unusableLogins{}
+
+func (u unusableLogins) Get(context.Context, string) (string, string, error) {
+	return "", "", u.err
+}
+func (u unusableLogins) Put(context.Context, string, string, string) error { return u.err }
+func (u unusableLogins) Erase(context.Context, string) error               { return u.err }
+func (u unusableLogins) List(context.Context) (map[string]string, error)   { return nil, u.err }

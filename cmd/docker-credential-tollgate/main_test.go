@@ -264,3 +264,40 @@ func TestListDoesNotRunHelpersForECRHosts(t *testing.T) {
 		t.Fatalf("list made %d AWS calls", n)
 	}
 }
+
+// A relative $SPACELIFT_DOCKER_CONFIG_DIR is refused with what to do, for
+// every login operation, even when the directory it names relative to the
+// working directory holds a login (it would be someone else's); ECR hosts,
+// which need no config dir, still work.
+func TestRelativeConfigDirIsRefused(t *testing.T) {
+	fakeEnv(t)
+	cwd := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(cwd, "docker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("bot:pw"))
+	if err := os.WriteFile(filepath.Join(cwd, "docker", "config.json"), []byte(`{"auths":{"ghcr.io":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(cwd)
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", "docker")
+	for action, in := range map[string]string{
+		"get":   "ghcr.io",
+		"store": `{"ServerURL":"quay.io","Username":"u","Secret":"s"}`,
+		"erase": "ghcr.io",
+		"list":  "",
+	} {
+		var out, errb bytes.Buffer
+		code := run([]string{action}, strings.NewReader(in), &out, &errb)
+		if code != 1 || !strings.Contains(out.String(), `SPACELIFT_DOCKER_CONFIG_DIR is a relative path ("docker")`) ||
+			!strings.Contains(out.String(), "make it absolute") || strings.Contains(out.String(), "bot") {
+			t.Errorf("%s: exit %d, stdout %q", action, code, out.String())
+		}
+	}
+	if data, _ := os.ReadFile(filepath.Join(cwd, "docker", "config.json")); strings.Contains(string(data), "quay.io") || !strings.Contains(string(data), "ghcr.io") {
+		t.Errorf("the relative directory was written: %s", data)
+	}
+	if code, stdout, stderr := get(t, "111111111111.dkr.ecr.us-west-2.amazonaws.com"); code != 0 || !strings.Contains(stdout, `"Username":"AWS"`) {
+		t.Fatalf("ECR get: exit %d, %q %q", code, stdout, stderr)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacelift-io/tollgate/credhelper"
 	"github.com/spacelift-io/tollgate/ecr/tokencache"
 )
 
@@ -31,6 +32,8 @@ type cachedTokens struct {
 	log    *slog.Logger
 	stderr io.Writer
 }
+
+var _ credhelper.TokenSource = (*cachedTokens)(nil)
 
 func (c *cachedTokens) Token(ctx context.Context, host string) (tokencache.Token, error) {
 	if c.err != nil {

@@ -15,10 +15,6 @@ import (
 	"github.com/spacelift-io/tollgate/config"
 )
 
-func init() {
-	commands["check"] = command{"say whether image references may be pulled (allowlist)", runCheck}
-}
-
 // Exit statuses of tollgate check.
 const (
 	checkAllowed = 0 // every reference is allowed

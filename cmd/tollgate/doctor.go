@@ -13,10 +13,6 @@ import (
 	"github.com/spacelift-io/tollgate/doctor"
 )
 
-func init() {
-	commands["doctor"] = command{"check what tollgate needs on this host and say what to fix", runDoctor}
-}
-
 // doctorDeadline bounds a whole doctor run, whatever the per-check timeout.
 const doctorDeadline = 28 * time.Second
 
@@ -60,11 +56,13 @@ flags:
 		fmt.Fprintln(stderr, "tollgate doctor: --timeout must be between 0 and 8s, so that the whole run ends within 30 seconds")
 		return 2
 	}
+	// The doctor reports a relative config dir itself, among its checks.
+	configDir, _ := dockerconfig.DirFromEnv()
 	bounded, cancel := context.WithTimeout(ctx, doctorDeadline)
 	defer cancel()
 	rep := doctor.Run(bounded, doctor.Options{
 		ConfigPath: *configPath,
-		ConfigDir:  dockerconfig.DirFromEnv(),
+		ConfigDir:  configDir,
 		Registries: registries,
 		ProxyURL:   *proxy,
 		DockerHost: *dockerHost,

@@ -15,10 +15,6 @@ import (
 	"github.com/spacelift-io/tollgate/internal/helperlog"
 )
 
-func init() {
-	commands["ecr-token"] = command{"print the ECR token for a registry host (cached; minted when needed)", runECRToken}
-}
-
 // runECRToken is the token engine's door for docker-credential-tollgate on a
 // cache miss (--json), and a way for operators to see what the helper would
 // get. It uses the same cache, lock and settings as the helper.
@@ -57,7 +53,7 @@ flags:
 		a := tokencache.Answer{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt,
 			Identity: tok.Identity, Stale: tok.Stale}
 		if err != nil {
-			a = tokencache.Answer{Error: err.Error(), Kind: ecr.KindName(err)}
+			a = tokencache.Answer{Error: err.Error(), Kind: tokencache.KindName(err)}
 		}
 		_ = json.NewEncoder(stdout).Encode(a)
 	} else if err == nil {

@@ -17,9 +17,16 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
-// commands is filled by each subcommand file's init, so that adding a
-// subcommand touches only its own file.
-var commands = map[string]command{}
+// commands is every subcommand, by name. A new subcommand is one line here
+// and a run function in its own file.
+var commands = map[string]command{
+	"check":     {"say whether image references may be pulled (allowlist)", runCheck},
+	"doctor":    {"check what tollgate needs on this host and say what to fix", runDoctor},
+	"ecr-token": {"print the ECR token for a registry host (cached; minted when needed)", runECRToken},
+	"proxy":     {"run the pull-through registry proxy", runProxy},
+	"refresh":   {"write fresh ECR tokens into a docker config or a Kubernetes Secret", runRefresh},
+	"version":   {"print the version", runVersion},
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -20,10 +20,6 @@ import (
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
-func init() {
-	commands["proxy"] = command{"run the pull-through registry proxy", runProxy}
-}
-
 func runProxy(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -132,7 +128,11 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		ShutdownTimeout: cfg.Proxy.ShutdownTimeout,
 	}
 	if cfg.Mode != config.ModePublic {
-		opts.Credentials, opts.IsNotFound = proxyCredentials(cfg, log)
+		creds, err := proxyCredentials(cfg, log)
+		if err != nil {
+			return err
+		}
+		opts.Credentials = creds
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -147,12 +147,26 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	return srv.Serve(ctx, ln)
 }
 
+// The parts wired together here implement interfaces of packages they
+// cannot import without a cycle (their consumers' tests use them), so the
+// compile-time checks live where they meet.
+var (
+	_ proxy.Policy           = (*allowlist.Policy)(nil)
+	_ proxy.Credentials      = (*credhelper.Resolver)(nil)
+	_ credhelper.TokenSource = (*ecr.Engine)(nil)
+	_ credhelper.LoginStore  = (*dockerconfig.Store)(nil)
+)
+
 // proxyCredentials is the in-process credential source of private mode:
 // ECR tokens from the token engine (shared disk cache with the helper),
 // every other login from $SPACELIFT_DOCKER_CONFIG_DIR. Without a usable
 // engine the proxy still serves the config-dir logins (and anonymous pulls).
-func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, func(error) bool) {
-	r := &credhelper.Resolver{Logins: dockerconfig.FromEnv("tollgate"), Log: log}
+func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, error) {
+	logins, err := dockerconfig.FromEnv("tollgate")
+	if err != nil {
+		return nil, err
+	}
+	r := &credhelper.Resolver{Logins: logins, Log: log}
 	engine, err := ecr.NewEngine(ecr.Options{
 		CacheDir:      cfg.ECR.CacheDir,
 		RefreshMargin: cfg.ECR.RefreshMargin,
@@ -164,7 +178,7 @@ func proxyCredentials(cfg *config.Config, log *slog.Logger) (proxy.Credentials, 
 	} else {
 		r.ECR = engine
 	}
-	return r, credhelper.IsNotFound
+	return r, nil
 }
 
 // newLogger builds the slog logger the log section asks for.

@@ -16,10 +16,6 @@ import (
 	"github.com/spacelift-io/tollgate/refresh"
 )
 
-func init() {
-	commands["refresh"] = command{"write fresh ECR tokens into a docker config or a Kubernetes Secret", runRefresh}
-}
-
 // Exit statuses of tollgate refresh.
 const (
 	refreshOK     = 0 // every registry refreshed and written
@@ -29,6 +25,8 @@ const (
 
 // refreshHosts is a repeatable string flag.
 type refreshHosts []string
+
+var _ flag.Value = (*refreshHosts)(nil)
 
 func (s *refreshHosts) String() string { return strings.Join(*s, ",") }
 func (s *refreshHosts) Set(v string) error {
@@ -91,7 +89,10 @@ flags:
 
 	logger, closeLog := refreshLogger(cfg.Log, stderr, *loop)
 	defer closeLog()
-	dir := dockerconfig.DirFromEnv()
+	dir, err := dockerconfig.DirFromEnv()
+	if err != nil {
+		return usageErr("%v", err)
+	}
 	var store *dockerconfig.Store
 	if dir != "" {
 		store = &dockerconfig.Store{Dir: dir, Self: "tollgate", Warnings: stderr}

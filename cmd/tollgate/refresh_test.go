@@ -33,6 +33,23 @@ func TestRefreshBadRegistrySettingsIsAConfigError(t *testing.T) {
 	}
 }
 
+// A relative $SPACELIFT_DOCKER_CONFIG_DIR is a usage error that says what to
+// do, and nothing is written where it points from the working directory.
+func TestRefreshRefusesARelativeConfigDir(t *testing.T) {
+	t.Setenv("TOLLGATE_CACHE_DIR", t.TempDir())
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	t.Setenv("SPACELIFT_DOCKER_CONFIG_DIR", "docker")
+	var stdout, stderr bytes.Buffer
+	code := runRefresh(context.Background(), []string{"--registry", "111111111111.dkr.ecr.us-west-2.amazonaws.com"}, &stdout, &stderr)
+	if code != refreshUsage || !strings.Contains(stderr.String(), "SPACELIFT_DOCKER_CONFIG_DIR is a relative path") || !strings.Contains(stderr.String(), "make it absolute") {
+		t.Fatalf("exit %d, stderr %q; want %d and the reason", code, stderr.String(), refreshUsage)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "docker")); !os.IsNotExist(err) {
+		t.Fatalf("the relative directory was created: %v", err)
+	}
+}
+
 // A one-shot refresh prints its own report lines, so it raises the default
 // info level to warn; a level the operator lowered to debug (to see why a
 // refresh fails) is kept, and loop mode keeps whatever is configured.

@@ -9,10 +9,6 @@ import (
 	"github.com/spacelift-io/tollgate/internal/buildinfo"
 )
 
-func init() {
-	commands["version"] = command{"print the version", runVersion}
-}
-
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -1,6 +1,10 @@
 package tokencache
 
-import "time"
+import (
+	"time"
+
+	"github.com/spacelift-io/tollgate/internal/credsource"
+)
 
 // Answer is what `tollgate ecr-token --json` prints: the token, or the one
 // line reason it could not be had. docker-credential-tollgate runs it on a
@@ -18,10 +22,26 @@ type Answer struct {
 	Kind  string `json:"kind,omitempty"`
 }
 
-// MintError is a failure reported by the minting process.
+// MintError is a failure reported by the minting process: its one-line
+// message and the name of its kind (Answer.Kind). It keeps the engine's
+// error contract across the process boundary: errors.Is matches the kind
+// (errors.Is(err, ecr.ErrThrottled)), and Temporary says what the engine's
+// own error would.
 type MintError struct {
 	Kind    string
 	Message string
 }
 
+var _ credsource.TemporaryError = (*MintError)(nil)
+
 func (e *MintError) Error() string { return e.Message }
+
+// Is reports whether target is the error's kind.
+func (e *MintError) Is(target error) bool {
+	kind := KindNamed(e.Kind)
+	return kind != nil && kind == target
+}
+
+// Temporary reports a kind that is expected to pass on its own (see
+// temporaryKinds).
+func (e *MintError) Temporary() bool { return TemporaryKind(KindNamed(e.Kind)) }

@@ -113,6 +113,11 @@ type statusWriter struct {
 	status int
 }
 
+var (
+	_ http.ResponseWriter = (*statusWriter)(nil)
+	_ http.Flusher        = (*statusWriter)(nil)
+)
+
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
@@ -141,6 +146,8 @@ type truncatingWriter struct {
 	limit, written int64
 	armed          bool
 }
+
+var _ http.ResponseWriter = (*truncatingWriter)(nil)
 
 func (w *truncatingWriter) WriteHeader(code int) {
 	if cl := w.Header().Get("Content-Length"); cl != "" && code == http.StatusOK {

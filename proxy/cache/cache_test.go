@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 const (
@@ -420,7 +422,7 @@ func TestJoinerDoesNotInheritOtherRepositoryRefusal(t *testing.T) {
 		_, err := c.Fetch(context.Background(), host, "a/app", d, -1, u.source("a/app", d))
 		errA <- err
 	}()
-	waitFor(t, func() bool { return c.Exists(d) }) // a/app's fill is waiting for its 404
+	testwait.True(t, 10*time.Second, "a/app's fill started", func() bool { return c.Exists(d) }) // and waits for its 404
 	type result struct {
 		b   []byte
 		err error
@@ -436,7 +438,7 @@ func TestJoinerDoesNotInheritOtherRepositoryRefusal(t *testing.T) {
 		b, err := io.ReadAll(r)
 		resB <- result{b, err}
 	}()
-	waitFor(t, func() bool { return c.Stats().Joins == 1 }) // b/app checked and joined
+	testwait.True(t, 10*time.Second, "b/app checked and joined", func() bool { return c.Stats().Joins == 1 })
 	close(u.denyGate)
 	if err := <-errA; !errors.Is(err, errUpstreamStatus) {
 		t.Fatalf("a/app: %v, want the upstream's refusal", err)
@@ -448,16 +450,5 @@ func TestJoinerDoesNotInheritOtherRepositoryRefusal(t *testing.T) {
 	waitFills(t, c)
 	if !c.Has(host, "b/app", d) || c.Has(host, "a/app", d) {
 		t.Fatal("wrong links")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for condition")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

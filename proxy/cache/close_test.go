@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 // Close lets a fill in progress finish (graceful shutdown) ...
@@ -29,7 +32,7 @@ func TestCloseWaitsForFill(t *testing.T) {
 	go func() { closed <- c.Close(context.Background()) }()
 	// Close has begun once Fetch refuses; until the fill is released it
 	// must not return.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	testwait.Eventually(t, 10*time.Second, func() error {
 		select {
 		case err := <-closed:
 			t.Fatalf("Close returned before the fill finished: %v", err)
@@ -37,15 +40,13 @@ func TestCloseWaitsForFill(t *testing.T) {
 		}
 		r, err := c.Fetch(context.Background(), host, repo, d, -1, u.source(repo, d))
 		if errors.Is(err, ErrClosed) {
-			break
+			return nil
 		}
 		if err == nil {
 			r.Close()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Fetch after Close: %v, want ErrClosed", err)
-		}
-	}
+		return fmt.Errorf("Fetch after Close: %v, want ErrClosed", err)
+	})
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned before the fill finished: %v", err)

@@ -3,24 +3,17 @@ package cache
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/spacelift-io/tollgate/internal/tmpfstest"
 )
 
 // TestFullDiskFailsBeforeAnyByte: a fill whose blob does not fit on the
 // cache's filesystem fails with ErrNoSpace before a byte reaches a client
 // (so that the proxy can serve it past the cache), leaving nothing behind.
 func TestFullDiskFailsBeforeAnyByte(t *testing.T) {
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a small filesystem here (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", mnt, err, out)
-		}
-	})
+	mnt := tmpfstest.Mount(t, "256k")
 	u := newUpstream(t)
 	data := randomBytes(t, 1<<20)
 	d := u.add(data)

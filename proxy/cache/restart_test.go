@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/spacelift-io/tollgate/internal/testwait"
 )
 
 // TestHelperFillProcess is not a test: TestKill9MidFill runs the test binary
@@ -64,19 +66,14 @@ func TestKill9MidFill(t *testing.T) {
 		t.Fatalf("child never started the fill: %s", out.String())
 	}
 	// Wait until the child has written the first MiB to its temp file.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.True(t, 10*time.Second, "a 1 MiB partial temp file in "+dir, func() bool {
 		ents, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-		if len(ents) == 1 {
-			if fi, err := ents[0].Info(); err == nil && fi.Size() == 1<<20 {
-				break
-			}
+		if len(ents) != 1 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no partial temp file in %s", dir)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		fi, err := ents[0].Info()
+		return err == nil && fi.Size() == 1<<20
+	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
