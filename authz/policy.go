@@ -57,11 +57,14 @@ func NewPolicy(cfg *config.Config) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	public := cfg.Mode == config.ModePublic
 	proxy, err := cfg.ProxyAddr()
 	if err != nil {
-		return nil, fmt.Errorf("authz proxy address: %w", err)
+		if public {
+			return nil, fmt.Errorf("mode: public needs the tollgate proxy's address, the only registry the daemon may pull from: %w; set authz.proxy to host:port", err)
+		}
+		proxy = "" // private mode: references are checked as they are
 	}
-	public := cfg.Mode == config.ModePublic
 	a := cfg.Authz
 	return New(Options{
 		Allowlist: al, Public: public, Proxy: proxy,

@@ -9,8 +9,6 @@ import (
 	"github.com/spacelift-io/tollgate/allowlist/pattern"
 )
 
-func init() { validators = append(validators, (*Config).validateAuthz) }
-
 // Authz configures `tollgate authz`, the Docker engine authorization
 // plugin. The allowlist and mode are the top-level ones; these keys say
 // where the plugin listens, which proxy public-mode pulls go through, and
@@ -59,6 +57,8 @@ func (g Gate) Allows(fallback bool) bool {
 // ProxyAddr returns the address public-mode pulls must name: Authz.Proxy,
 // else proxy.listen with an unspecified host (":5000", "0.0.0.0:5000",
 // "[::]:5000") read as 127.0.0.1. It is canonicalised as registry hosts are.
+// A proxy.listen that names no usable address (port 0) is an error here,
+// not at load time: only tollgate authz needs it.
 func (c *Config) ProxyAddr() (string, error) {
 	addr := c.Authz.Proxy
 	if addr == "" {
@@ -75,8 +75,8 @@ func (c *Config) ProxyAddr() (string, error) {
 }
 
 // validateAuthz checks the authz section: an absolute socket path ending
-// in .sock, a proxy address that is a registry host with a port, a
-// loopback metrics address, and gates that are allow or deny.
+// in .sock, a proxy address (when set) that is a registry host with a
+// port, a loopback metrics address, and gates that are allow or deny.
 func (c *Config) validateAuthz() []FieldError {
 	var fes []FieldError
 	a := c.Authz
@@ -90,8 +90,6 @@ func (c *Config) validateAuthz() []FieldError {
 		} else if _, _, err := net.SplitHostPort(canon); err != nil {
 			fes = append(fes, fieldErr(fmt.Sprintf("proxy %q needs a port, as image references name it (e.g. 127.0.0.1:5000)", a.Proxy), "authz", "proxy"))
 		}
-	} else if _, err := c.ProxyAddr(); err != nil {
-		fes = append(fes, fieldErr(fmt.Sprintf("proxy is empty and proxy.listen gives no usable address (%v); set authz.proxy to host:port", err), "authz", "proxy"))
 	}
 	if a.MetricsListen != "" {
 		host, port, err := net.SplitHostPort(a.MetricsListen)

@@ -15,10 +15,6 @@ import (
 	"github.com/spacelift-io/tollgate/config"
 )
 
-func init() {
-	commands["authz"] = command{"serve the Docker engine authorization plugin (allowlist and public mode at the daemon)", runAuthz}
-}
-
 func runAuthz(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("authz", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -27,6 +27,10 @@ func TestAuthzUsageErrors(t *testing.T) {
 	if code, _, errOut := runTollgate(t, "authz", "--config", cfg); code != 2 || !strings.Contains(errOut, `build "sometimes" is not valid`) {
 		t.Errorf("bad config: exit %d, %q", code, errOut)
 	}
+	cfg = writeConfig(t, "mode: public\nproxy:\n  listen: 127.0.0.1:0\n")
+	if code, _, errOut := runTollgate(t, "authz", "--config", cfg, "--socket", filepath.Join(t.TempDir(), "p.sock")); code != 2 || !strings.Contains(errOut, "set authz.proxy") {
+		t.Errorf("public mode without a proxy address: exit %d, %q", code, errOut)
+	}
 	if code, _, errOut := runTollgate(t, "authz", "-h"); code != 0 || !strings.Contains(errOut, "--socket") {
 		t.Errorf("-h: exit %d, %q", code, errOut)
 	}
