@@ -36,11 +36,11 @@ func samples() int {
 //	go test -run '^$' -bench DaemonInspect -benchtime 1x ./bench/authz/
 func BenchmarkDaemonInspect(b *testing.B) {
 	ctx := context.Background()
+	harness.RequireRoot(b, "dockerd authorization plugins")
 	bin := harness.BuildBinaries(b)
 	reg := harness.StartRegistry(b, harness.RegistryOptions{})
 	img := reg.SeedImage(b, "bench/app", "v1", harness.ImageSpec{Layers: 1, LayerSize: 1024})
 
-	harness.RequireRoot(b, "dockerd authorization plugins")
 	var rb [6]byte
 	rand.Read(rb[:])
 	name := "tgbench-" + hex.EncodeToString(rb[:])
