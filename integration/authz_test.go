@@ -33,7 +33,24 @@ type authzPlugin struct {
 func startAuthz(t *testing.T, bin, cfgYAML string) *authzPlugin {
 	t.Helper()
 	name, sock := pluginSocket(t, "tgauthz")
-	return runAuthz(t, bin, name, sock, cfgYAML)
+	return runAuthz(t, bin, name, sock, cfgYAML, false)
+}
+
+// startAuthzIsolated starts the plugin in a network namespace of its own,
+// with no interface up (unshare --net), as the example unit's
+// PrivateNetwork=yes does: it can reach nothing, so a test that passes
+// shows it decides without the network. It serves no metrics.
+func startAuthzIsolated(t *testing.T, bin, cfgYAML string) *authzPlugin {
+	t.Helper()
+	harness.RequireCommands(t, "unshare")
+	name, sock := pluginSocket(t, "tgauthz")
+	p := runAuthz(t, bin, name, sock, cfgYAML, true)
+	mine, err1 := os.Readlink("/proc/self/ns/net")
+	its, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", p.Process.Cmd.Process.Pid))
+	if err1 != nil || err2 != nil || mine == its {
+		t.Fatalf("the plugin is not in a network namespace of its own: %s %v, %s %v", mine, err1, its, err2)
+	}
+	return p
 }
 
 // startAuthzOn starts the plugin again with the name, socket and config of
@@ -46,10 +63,10 @@ func startAuthzOn(t *testing.T, bin string, old *authzPlugin) *authzPlugin {
 	}
 	cfg := strings.Replace(string(b), "log:\n  level: debug\n", "", 1)
 	cfg = regexp.MustCompile(`(?m)^  socket: .*\n`).ReplaceAllString(cfg, "")
-	return runAuthz(t, bin, old.Name, old.Socket, cfg)
+	return runAuthz(t, bin, old.Name, old.Socket, cfg, false)
 }
 
-func runAuthz(t *testing.T, bin, name, sock, cfgYAML string) *authzPlugin {
+func runAuthz(t *testing.T, bin, name, sock, cfgYAML string, isolated bool) *authzPlugin {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "tollgate.yaml")
@@ -62,9 +79,16 @@ func runAuthz(t *testing.T, bin, name, sock, cfgYAML string) *authzPlugin {
 	if err := os.WriteFile(cfg, []byte(cfgYAML+"log:\n  level: debug\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	metrics := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
-	cmd := exec.Command(filepath.Join(bin, "tollgate"), "authz", "--config", cfg, "--socket", sock, "--metrics", metrics)
-	p := &authzPlugin{Name: name, Socket: sock, ConfigPath: cfg, MetricsURL: "http://" + metrics + "/metrics"}
+	p := &authzPlugin{Name: name, Socket: sock, ConfigPath: cfg}
+	argv := []string{filepath.Join(bin, "tollgate"), "authz", "--config", cfg, "--socket", sock}
+	if isolated {
+		argv = append([]string{"unshare", "--net", "--"}, argv...)
+	} else {
+		metrics := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+		argv = append(argv, "--metrics", metrics)
+		p.MetricsURL = "http://" + metrics + "/metrics"
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	p.Process = harness.StartProcess(t, "tollgate-authz", dir, cmd)
 	testwait.Eventually(t, 20*time.Second, func() error {
 		if p.Process.Exited() {
@@ -214,7 +238,8 @@ func TestAuthzDockerPublic(t *testing.T) {
 	})
 	// The upstream is allowed by its real address too: public mode must
 	// refuse it anyway, because the daemon would pull it directly.
-	pl := startAuthz(t, bin, fmt.Sprintf("mode: public\nallowlist:\n  - %q\n  - %q\nauthz:\n  proxy: %q\n", pubHost+"/team/*", up.rec.Host, px.Host))
+	// In a network namespace of its own: deciding needs no network.
+	pl := startAuthzIsolated(t, bin, fmt.Sprintf("mode: public\nallowlist:\n  - %q\n  - %q\nauthz:\n  proxy: %q\n", pubHost+"/team/*", up.rec.Host, px.Host))
 	cfgDir := t.TempDir()
 	os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte("{}\n"), 0o600)
 	d := harness.StartDocker(t, harness.DockerOptions{AuthorizationPlugins: []string{pl.Name}, ConfigDir: cfgDir})
