@@ -33,6 +33,8 @@ func TestDecisions(t *testing.T) {
 		{"upper-case host", p, pullReq("/images/create?fromImage=GHCR.IO/myorg/app"), true, RuleAllowlist, ""},
 		{"wildcard one label only", p, pullReq("/images/create?fromImage=a.b.azurecr.io/x"), false, RuleAllowlist, "not in the allowlist"},
 		{"tag param replaces tag", p, pullReq("/images/create?fromImage=ghcr.io/myorg/app:v1&tag=v2"), true, RuleAllowlist, ""},
+		{"tag and digest in the name", p, pullReq("/images/create?fromImage=ghcr.io/myorg/app:v1@sha256:" + strings.Repeat("b", 64)), true, RuleAllowlist, ""},
+		{"short Docker Hub name in create", p, createReq(`{"Image":"alpine"}`), true, RuleAllowlist, "docker.io"},
 		{"digest in tag param", p, pullReq("/images/create?fromImage=evil.example/x&tag=sha256:" + strings.Repeat("a", 64)), false, RuleAllowlist, ""},
 		{"bad tag", p, pullReq("/images/create?fromImage=ghcr.io/myorg/app&tag=-bad"), false, RuleAllowlist, "invalid tag"},
 		{"unparseable reference", p, pullReq("/images/create?fromImage=ghcr.io/myorg/App"), false, RuleAllowlist, "invalid image reference"},
