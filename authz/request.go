@@ -88,7 +88,7 @@ func (c *Call) Header(name string) (string, bool) {
 // a reader of the last could be fooled.
 func (c *Call) param(key string) (string, error) {
 	if c.QueryErr != nil {
-		return "", fmt.Errorf("the query string does not parse: %s", cut(c.QueryErr.Error()))
+		return "", fmt.Errorf("the query string does not parse: %s; percent-encode the parameters", cut(c.QueryErr.Error()))
 	}
 	vs := c.Query[key]
 	switch len(vs) {
@@ -97,7 +97,7 @@ func (c *Call) param(key string) (string, error) {
 	case 1:
 		return vs[0], nil
 	}
-	return "", fmt.Errorf("query parameter %s is given %d times", key, len(vs))
+	return "", fmt.Errorf("query parameter %s is given %d times; send it once", key, len(vs))
 }
 
 // hiddenBody says why the daemon may read parameters from a request body
