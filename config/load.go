@@ -154,6 +154,7 @@ func (c *Config) Normalize() {
 	if c.ECR.CacheDir == "" {
 		c.ECR.CacheDir = d.ECR.CacheDir
 	}
+	c.Authz.normalize(d.Authz)
 	if c.Log.Level == "" {
 		c.Log.Level = d.Log.Level
 	}

@@ -21,6 +21,7 @@ type Config struct {
 	Upstreams map[string]Upstream `yaml:"upstreams"`
 	ECR       ECR                 `yaml:"ecr"`
 	Refresh   Refresh             `yaml:"refresh"`
+	Authz     Authz               `yaml:"authz"`
 	Log       Log                 `yaml:"log"`
 }
 

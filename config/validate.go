@@ -21,6 +21,7 @@ var validators = []func(*Config) []FieldError{
 	(*Config).validateLog,
 	(*Config).validateECR,   // config/ecr.go
 	(*Config).validateProxy, // config/proxy.go
+	(*Config).validateAuthz, // config/authz.go
 }
 
 func (c *Config) validateMode() []FieldError {

@@ -29,8 +29,8 @@ const (
 type Result struct {
 	// Name identifies the check: config, allowlist, config-dir, cache-dir,
 	// helper, proxy-cache, proxy-shared, fleet-lease, imds,
-	// aws-credentials, aws-identity, ecr, proxy (and proxy-cache-verify from
-	// VerifyProxyCache).
+	// aws-credentials, aws-identity, ecr, proxy, authz (and
+	// proxy-cache-verify from VerifyProxyCache).
 	Name string `json:"name"`
 	// Target is what was checked when a check runs more than once (the
 	// registry host for ecr).
@@ -55,6 +55,9 @@ type Options struct {
 	Registries []string
 	// ProxyURL is the base URL of a tollgate proxy to probe ("" = skip).
 	ProxyURL string
+	// DockerHost is the daemon whose authorization plugin is checked
+	// ("" = DefaultDockerHost).
+	DockerHost string
 	// Timeout bounds each check (default 5s).
 	Timeout time.Duration
 	// HTTPClient is used for the proxy probe (default: a client with
@@ -116,6 +119,9 @@ func Run(ctx context.Context, o Options) Report {
 	}
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "proxy", shownURL(o.ProxyURL), func(ctx context.Context) Result { return checkProxy(ctx, o.HTTPClient, o.ProxyURL) })}
+	})
+	add(func(ctx context.Context) []Result {
+		return []Result{d.check(ctx, "authz", "", func(ctx context.Context) Result { return checkAuthz(ctx, cfg, o.DockerHost) })}
 	})
 	results := make([][]Result, len(checks))
 	var wg sync.WaitGroup

@@ -689,3 +689,68 @@ func TestExampleTollgateConfig(t *testing.T) {
 		t.Error("example config has no ecr.refresh_margin")
 	}
 }
+
+// TestExampleAuthz checks the authorization plugin's unit and daemon.json:
+// the unit starts `tollgate authz` before docker.service with the example
+// config, its socket is the one daemon.json names, and the directory it
+// creates the socket in is writable under ProtectSystem=strict.
+func TestExampleAuthz(t *testing.T) {
+	u := opsParseUnit(t, opsExample(t, "systemd/tollgate-authz.service"))
+	if !slices.Contains(strings.Fields(u.one(t, "Unit", "Before")), "docker.service") {
+		t.Error("the unit is not ordered Before=docker.service: dockerd would start without its plugin and refuse every request until it is up")
+	}
+	if !slices.Contains(strings.Fields(u.one(t, "Install", "WantedBy")), "docker.service") {
+		t.Error("the unit is not WantedBy=docker.service: starting docker would not start it")
+	}
+	if u.one(t, "Service", "Restart") != "always" {
+		t.Error("Restart is not always: while the plugin is down the daemon refuses every request")
+	}
+	argv := opsExecStart(t, u)
+	if argv[0] != "/usr/local/bin/tollgate" || len(argv) < 2 || argv[1] != "authz" {
+		t.Fatalf("ExecStart %v, want /usr/local/bin/tollgate authz ...", argv)
+	}
+	cfgPath, ok := opsFlagValue(argv, "config")
+	if !ok || cfgPath != "/etc/tollgate/config.yaml" {
+		t.Errorf("--config %q, the example config is installed as /etc/tollgate/config.yaml", cfgPath)
+	}
+	cfg, err := config.Parse(opsExample(t, "tollgate/config.yaml"), "examples/tollgate/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := cfg.Authz.Socket
+	if s, ok := opsFlagValue(argv, "socket"); ok {
+		sock = s
+	}
+	if filepath.Dir(sock) != "/run/docker/plugins" || !strings.HasSuffix(sock, ".sock") {
+		t.Fatalf("socket %s is not /run/docker/plugins/NAME.sock, where dockerd looks", sock)
+	}
+	if u.one(t, "Service", "RuntimeDirectory") != "docker/plugins" || u.one(t, "Service", "RuntimeDirectoryPreserve") != "yes" {
+		t.Error("RuntimeDirectory=docker/plugins with RuntimeDirectoryPreserve=yes is what makes the socket directory exist and writable under ProtectSystem=strict, and keeps other plugins' sockets on stop")
+	}
+	var d struct {
+		AuthorizationPlugins []string `json:"authorization-plugins"`
+		RegistryMirrors      []string `json:"registry-mirrors"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(opsExample(t, "docker/daemon-authz.json")))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("daemon-authz.json: %v", err)
+	}
+	name := strings.TrimSuffix(filepath.Base(sock), ".sock")
+	if !slices.Equal(d.AuthorizationPlugins, []string{name}) {
+		t.Errorf("daemon-authz.json names plugins %v; the unit serves %q", d.AuthorizationPlugins, name)
+	}
+	for _, m := range d.RegistryMirrors {
+		u, err := url.Parse(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opsCheckProxyHostPort(t, u.Host)
+	}
+	for _, g := range []config.Gate{cfg.Authz.Build, cfg.Authz.Load, cfg.Authz.Import, cfg.Authz.LocalImages} {
+		if g != config.GateDeny {
+			t.Errorf("the example config opens an authz gate (%q): the example should show the safe setting", g)
+		}
+	}
+	t.Run("command exists", func(t *testing.T) { opsCheckCommandLine(t, argv) })
+}

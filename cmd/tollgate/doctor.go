@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spacelift-io/tollgate/config"
@@ -22,6 +23,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	configPath := fs.String("config", "", "config `file` (default: $"+config.EnvConfig+", else the built-in default)")
 	fs.Var(&registries, "registry", "ECR registry `host` to try GetAuthorizationToken against (repeatable)")
 	proxy := fs.String("proxy", "", "base `URL` of a tollgate proxy to probe, e.g. http://127.0.0.1:5000")
+	dockerHost := fs.String("docker-host", os.Getenv("DOCKER_HOST"), "`unix://PATH` of the Docker daemon whose authorization plugin to check (default: $DOCKER_HOST, else "+doctor.DefaultDockerHost+")")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "give up on one check after this `duration` (at most 8s)")
 	verifyCache := fs.Bool("verify-cache", false, "also re-hash every blob in the proxy's cache and remove damaged ones (slow: reads the whole cache; stop the proxy first)")
@@ -32,9 +34,10 @@ Checks, on this host, what tollgate needs and says in plain words what works
 and what to fix: the config file and its allowlist, $%s
 and its permissions, the token cache directory, the credential helper (on
 PATH, named by the docker config), IMDSv2, the AWS credential chain and its
-identity (STS), ECR GetAuthorizationToken for each --registry, and the proxy
-at --proxy. Each check gives up after --timeout; the whole run
-ends within 30 seconds (--verify-cache, which reads the whole proxy cache,
+identity (STS), ECR GetAuthorizationToken for each --registry, the proxy
+at --proxy, and whether the Docker daemon at --docker-host uses the tollgate
+authz plugin. Each check gives up after --timeout; the whole run ends
+within 30 seconds (--verify-cache, which reads the whole proxy cache,
 comes on top). Exit status: 0 when every check passed (warnings and
 skipped checks do not fail), 1 when any failed, 2 on a usage error.
 
@@ -62,6 +65,7 @@ flags:
 		ConfigDir:  configDir,
 		Registries: registries,
 		ProxyURL:   *proxy,
+		DockerHost: *dockerHost,
 		Timeout:    *timeout,
 	})
 	if *verifyCache {

@@ -20,6 +20,7 @@ type command struct {
 // commands is every subcommand, by name. A new subcommand is one line here
 // and a run function in its own file.
 var commands = map[string]command{
+	"authz":     {"serve the Docker engine authorization plugin (allowlist and public mode at the daemon)", runAuthz},
 	"check":     {"say whether image references may be pulled (allowlist)", runCheck},
 	"doctor":    {"check what tollgate needs on this host and say what to fix", runDoctor},
 	"ecr-token": {"print the ECR token for a registry host (cached; minted when needed)", runECRToken},

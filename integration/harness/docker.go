@@ -23,6 +23,10 @@ type DockerOptions struct {
 	ClientEnv []string
 	// RegistryMirrors is passed as --registry-mirror (Docker Hub mirrors).
 	RegistryMirrors []string
+	// AuthorizationPlugins go to daemon.json's authorization-plugins: names
+	// of plugin sockets under /run/docker/plugins/ (NAME.sock), which must
+	// answer before StartDocker's first `docker version`.
+	AuthorizationPlugins []string
 }
 
 // Docker is a dockerd on a private socket with vfs storage and no bridge or
@@ -79,6 +83,9 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	daemonCfg := map[string]any{}
 	if len(opts.RegistryMirrors) > 0 {
 		daemonCfg["registry-mirrors"] = opts.RegistryMirrors
+	}
+	if len(opts.AuthorizationPlugins) > 0 {
+		daemonCfg["authorization-plugins"] = opts.AuthorizationPlugins
 	}
 	b, _ := json.Marshal(daemonCfg)
 	daemonJSON := filepath.Join(dir, "daemon.json")

@@ -1,0 +1,159 @@
+package authz
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spacelift-io/tollgate/allowlist"
+)
+
+// The fixtures in testdata/engine are AuthZReq bodies captured from the
+// real dockerd (20.10.24, API 1.41) driven by the docker CLI 28.2.2 and by
+// raw API calls (the raw-* ones sent with curl 7.88.1, which sends a
+// bodiless POST with neither Content-Length nor Content-Type), by
+// integration.TestAuthzEngineRequests; rerun it with
+// TOLLGATE_AUTHZ_CAPTURE=DIR to capture them again (it now sends the raw
+// forms from Go). The registry they name is 127.0.0.1:5999.
+
+func loadFixture(t *testing.T, name string) *Request { return loadFixtureTB(t, name) }
+
+func loadFixtureTB(t testing.TB, name string) *Request {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "engine", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Request
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return &r
+}
+
+func mustPolicy(t testing.TB, o Options, patterns ...string) *Policy {
+	t.Helper()
+	al, err := allowlist.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Allowlist = al
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type want struct {
+	allow bool
+	rule  string
+	ref   string // substring of Decision.Reference, "" = not checked
+}
+
+func TestEngineFixtures(t *testing.T) {
+	// private: the registry and Docker Hub are allowed, but only team/app
+	// on the registry; the gates are at their defaults (login allowed in
+	// private mode).
+	private := mustPolicy(t, Options{Proxy: "127.0.0.1:5000", Login: true}, "127.0.0.1:5999/team/app", "docker.io")
+	// public: the fixtures' registry plays the tollgate proxy; Docker Hub
+	// is allowed upstream, but only through the proxy.
+	public := mustPolicy(t, Options{Public: true, Proxy: "127.0.0.1:5999"}, "docker.io")
+	allowOther := want{true, "", ""}
+	cases := []struct {
+		fixture         string
+		private, public want
+	}{
+		{"ping", allowOther, allowOther},
+		{"pull-tag", want{true, RuleAllowlist, "127.0.0.1:5999/team/app:v1"}, want{true, RuleAllowlist, "docker.io/team/app:v1 through the tollgate proxy"}},
+		{"pull-digest", want{true, RuleAllowlist, "127.0.0.1:5999/team/app@sha256:dddd"}, want{true, RuleAllowlist, "docker.io/team/app@sha256:dddd"}},
+		{"pull-all-tags", want{true, RuleAllowlist, "127.0.0.1:5999/team/app"}, want{true, RuleAllowlist, "docker.io/team/app"}},
+		{"pull-latest-missing", want{true, RuleAllowlist, "team/app:latest"}, want{true, RuleAllowlist, "docker.io/team/app:latest"}},
+		{"pull-platform", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"pull-docker-hub-short", want{true, RuleAllowlist, "docker.io/library/alpine:3.20"}, want{false, RulePublic, "docker.io/library/alpine:3.20"}},
+		{"raw-pull-unversioned", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"raw-pull-tag-in-name", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"raw-pull-encoded", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"raw-pull-digest-in-tag", want{true, RuleAllowlist, "team/app@sha256:dddd"}, want{true, RuleAllowlist, ""}},
+		// The daemon reads fromImage from a form body the plugin never sees.
+		{"raw-pull-form-body", want{false, RuleRequest, ""}, want{false, RuleRequest, ""}},
+		{"raw-pull-chunked", want{false, RuleRequest, ""}, want{false, RuleRequest, ""}},
+		{"create-name", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"create-id", want{false, "authz.local_images", "sha256:cccc"}, want{false, "authz.local_images", ""}},
+		{"raw-create-lowercase-key", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		// The daemon decodes a body without Content-Type, but passes none.
+		{"raw-create-no-content-type", want{false, RuleRequest, ""}, want{false, RuleRequest, ""}},
+		{"run-missing-create", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, "docker.io/team/missing:v1"}},
+		{"run-missing-pull", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, ""}},
+		{"run-pull-always-pull", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
+		{"run-pull-always-create", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
+		{"run-attach", allowOther, allowOther},
+		{"run-start", allowOther, allowOther},
+		{"run-wait", allowOther, allowOther},
+		{"raw-distribution", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
+		{"plugin-privileges", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, "docker.io/team/plugin:v1"}},
+		{"plugin-install", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, ""}},
+		{"raw-plugin-pull", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, ""}},
+		{"build-classic", want{false, "authz.build", ""}, want{false, "authz.build", ""}},
+		{"raw-build-remote", want{false, "authz.build", ""}, want{false, "authz.build", ""}},
+		{"raw-session", want{false, "authz.build", ""}, want{false, "authz.build", ""}},
+		{"load", want{false, "authz.load", ""}, want{false, "authz.load", ""}},
+		{"import", want{false, "authz.import", ""}, want{false, "authz.import", ""}},
+		{"login", want{true, "authz.login", ""}, want{false, "authz.login", ""}},
+		{"tag", want{false, "authz.local_images", ""}, want{false, "authz.local_images", ""}},
+		{"image-inspect", allowOther, allowOther},
+		{"save", allowOther, allowOther},
+		{"search", allowOther, allowOther},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.fixture+".json"] = true
+		req := loadFixture(t, c.fixture)
+		for _, m := range []struct {
+			name string
+			p    *Policy
+			w    want
+		}{{"private", private, c.private}, {"public", public, c.public}} {
+			d := m.p.Authorize(req)
+			if d.Allowed != m.w.allow || d.Rule != m.w.rule || !strings.Contains(d.Reference, m.w.ref) {
+				t.Errorf("%s (%s %s), %s mode: got allowed=%v rule=%q reference=%q (%s); want allowed=%v rule=%q reference containing %q",
+					c.fixture, req.RequestMethod, req.RequestURI, m.name, d.Allowed, d.Rule, d.Reference, d.Reason, m.w.allow, m.w.rule, m.w.ref)
+			}
+			if !d.Allowed {
+				msg := d.Message()
+				if !strings.Contains(msg, d.Rule) || d.Reason == "" {
+					t.Errorf("%s, %s mode: message %q does not name the rule and the reason", c.fixture, m.name, msg)
+				}
+			}
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join("testdata", "engine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !covered[e.Name()] {
+			t.Errorf("fixture %s has no expected decision in this table", e.Name())
+		}
+	}
+}
+
+// BenchmarkAuthorize is the plugin's own time per request, in process: a
+// pull (decoded, combined, checked against a 12-pattern allowlist) and a
+// container create with the CLI's 1.7 KB body.
+func BenchmarkAuthorize(b *testing.B) {
+	p := mustPolicy(b, Options{Proxy: "127.0.0.1:5000"}, "*.azurecr.io", "<account>.dkr.ecr.<region>.amazonaws.com", "docker.io",
+		"*-docker.pkg.dev", "gcr.io", "*.gcr.io", "ghcr.io", "public.ecr.aws", "quay.io", "registry.gitlab.com", "registry.hub.docker.com", "127.0.0.1:5999")
+	for _, f := range []string{"pull-tag", "create-name", "image-inspect"} {
+		req := loadFixtureTB(b, f)
+		b.Run(f, func(b *testing.B) {
+			for b.Loop() {
+				if d := p.Authorize(req); !d.Allowed {
+					b.Fatal(d.Message())
+				}
+			}
+		})
+	}
+}
