@@ -10,25 +10,62 @@ import (
 	"github.com/spacelift-io/tollgate/allowlist"
 )
 
-// The fixtures in testdata/engine are AuthZReq bodies captured from the
-// real dockerd (20.10.24, API 1.41) driven by the docker CLI 28.2.2 and by
-// raw API calls (the raw-* ones sent with curl 7.88.1, which sends a
-// bodiless POST with neither Content-Length nor Content-Type), by
-// integration.TestAuthzEngineRequests; rerun it with
-// TOLLGATE_AUTHZ_CAPTURE=DIR to capture them again (it now sends the raw
-// forms from Go). The registry they name is 127.0.0.1:5999.
+// The fixtures in testdata/engine/ENGINE are AuthZReq bodies captured
+// from a real dockerd, one directory per engine version, by
+// integration.TestAuthzEngineRequests with TOLLGATE_AUTHZ_CAPTURE=DIR
+// (docs/authz.md says how to capture from another engine). The registry
+// they name is 127.0.0.1:5999.
+//
+//   - 20.10.24: Debian's docker.io (API 1.41), driven by the docker CLI
+//     28.2.2 and by raw API calls (the raw-* ones sent with curl 7.88.1,
+//     which sends a bodiless POST with neither Content-Length nor
+//     Content-Type; the capture test now sends them from Go).
+//   - other directories: see their README.
 
-func loadFixture(t *testing.T, name string) *Request { return loadFixtureTB(t, name) }
-
-func loadFixtureTB(t testing.TB, name string) *Request {
+// engineDirs returns the fixture directories, one per engine version.
+func engineDirs(t testing.TB) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "engine", name+".json"))
+	ents, err := os.ReadDir(filepath.Join("testdata", "engine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range ents {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	if len(dirs) == 0 {
+		t.Fatal("no engine fixtures under testdata/engine")
+	}
+	return dirs
+}
+
+// fixtureNames returns the names of an engine's fixtures, without .json.
+func fixtureNames(t testing.TB, engine string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join("testdata", "engine", engine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func loadFixture(t testing.TB, engine, name string) *Request {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "engine", engine, name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r Request
 	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatalf("%s: %v", name, err)
+		t.Fatalf("%s/%s: %v", engine, name, err)
 	}
 	return &r
 }
@@ -107,36 +144,41 @@ func TestEngineFixtures(t *testing.T) {
 		{"save", allowOther, allowOther},
 		{"search", allowOther, allowOther},
 	}
-	covered := map[string]bool{}
-	for _, c := range cases {
-		covered[c.fixture+".json"] = true
-		req := loadFixture(t, c.fixture)
-		for _, m := range []struct {
-			name string
-			p    *Policy
-			w    want
-		}{{"private", private, c.private}, {"public", public, c.public}} {
-			d := m.p.Authorize(req)
-			if d.Allowed != m.w.allow || d.Rule != m.w.rule || !strings.Contains(d.Reference, m.w.ref) {
-				t.Errorf("%s (%s %s), %s mode: got allowed=%v rule=%q reference=%q (%s); want allowed=%v rule=%q reference containing %q",
-					c.fixture, req.RequestMethod, req.RequestURI, m.name, d.Allowed, d.Rule, d.Reference, d.Reason, m.w.allow, m.w.rule, m.w.ref)
+	for _, engine := range engineDirs(t) {
+		t.Run(engine, func(t *testing.T) {
+			have := map[string]bool{}
+			for _, name := range fixtureNames(t, engine) {
+				have[name] = true
 			}
-			if !d.Allowed {
-				msg := d.Message()
-				if !strings.Contains(msg, d.Rule) || d.Reason == "" {
-					t.Errorf("%s, %s mode: message %q does not name the rule and the reason", c.fixture, m.name, msg)
+			for _, c := range cases {
+				if !have[c.fixture] {
+					t.Errorf("%s has no fixture %s.json: capture it (docs/authz.md)", engine, c.fixture)
+					continue
+				}
+				delete(have, c.fixture)
+				req := loadFixture(t, engine, c.fixture)
+				for _, m := range []struct {
+					name string
+					p    *Policy
+					w    want
+				}{{"private", private, c.private}, {"public", public, c.public}} {
+					d := m.p.Authorize(req)
+					if d.Allowed != m.w.allow || d.Rule != m.w.rule || !strings.Contains(d.Reference, m.w.ref) {
+						t.Errorf("%s (%s %s), %s mode: got allowed=%v rule=%q reference=%q (%s); want allowed=%v rule=%q reference containing %q",
+							c.fixture, req.RequestMethod, req.RequestURI, m.name, d.Allowed, d.Rule, d.Reference, d.Reason, m.w.allow, m.w.rule, m.w.ref)
+					}
+					if !d.Allowed {
+						msg := d.Message()
+						if !strings.Contains(msg, d.Rule) || d.Reason == "" {
+							t.Errorf("%s, %s mode: message %q does not name the rule and the reason", c.fixture, m.name, msg)
+						}
+					}
 				}
 			}
-		}
-	}
-	ents, err := os.ReadDir(filepath.Join("testdata", "engine"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if !covered[e.Name()] {
-			t.Errorf("fixture %s has no expected decision in this table", e.Name())
-		}
+			for name := range have {
+				t.Errorf("fixture %s/%s.json has no expected decision in this table", engine, name)
+			}
+		})
 	}
 }
 
@@ -147,7 +189,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	p := mustPolicy(b, Options{Proxy: "127.0.0.1:5000"}, "*.azurecr.io", "<account>.dkr.ecr.<region>.amazonaws.com", "docker.io",
 		"*-docker.pkg.dev", "gcr.io", "*.gcr.io", "ghcr.io", "public.ecr.aws", "quay.io", "registry.gitlab.com", "registry.hub.docker.com", "127.0.0.1:5999")
 	for _, f := range []string{"pull-tag", "create-name", "image-inspect"} {
-		req := loadFixtureTB(b, f)
+		req := loadFixture(b, "20.10.24", f)
 		b.Run(f, func(b *testing.B) {
 			for b.Loop() {
 				if d := p.Authorize(req); !d.Allowed {
