@@ -19,8 +19,8 @@ import (
 //   - 20.10.24: Debian's docker.io (API 1.41), driven by the docker CLI
 //     28.2.2 and by raw API calls (the raw-* ones sent with curl 7.88.1,
 //     which sends a bodiless POST with neither Content-Length nor
-//     Content-Type; the capture test now sends them from Go).
-//   - other directories: see their README.
+//     Content-Type; pull-no-login and raw-create-chunked come from a later
+//     capture, whose raw calls are sent from Go).
 
 // engineDirs returns the fixture directories, one per engine version.
 func engineDirs(t testing.TB) []string {
@@ -105,6 +105,9 @@ func TestEngineFixtures(t *testing.T) {
 	}{
 		{"ping", allowOther, allowOther},
 		{"pull-tag", want{true, RuleAllowlist, "127.0.0.1:5999/team/app:v1"}, want{true, RuleAllowlist, "docker.io/team/app:v1 through the tollgate proxy"}},
+		// The same pull with no login in the client's config: the plugin
+		// sees the same request.
+		{"pull-no-login", want{true, RuleAllowlist, "127.0.0.1:5999/team/app:v1"}, want{true, RuleAllowlist, "docker.io/team/app:v1 through the tollgate proxy"}},
 		{"pull-digest", want{true, RuleAllowlist, "127.0.0.1:5999/team/app@sha256:dddd"}, want{true, RuleAllowlist, "docker.io/team/app@sha256:dddd"}},
 		{"pull-all-tags", want{true, RuleAllowlist, "127.0.0.1:5999/team/app"}, want{true, RuleAllowlist, "docker.io/team/app"}},
 		{"pull-latest-missing", want{true, RuleAllowlist, "team/app:latest"}, want{true, RuleAllowlist, "docker.io/team/app:latest"}},
@@ -119,19 +122,21 @@ func TestEngineFixtures(t *testing.T) {
 		{"raw-pull-chunked", want{false, RuleRequest, ""}, want{false, RuleRequest, ""}},
 		{"create-name", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
 		{"create-id", want{false, "authz.local_images", "sha256:cccc"}, want{false, "authz.local_images", ""}},
+		// Sent chunked: both engines passed the body.
+		{"raw-create-chunked", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
 		{"raw-create-lowercase-key", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
 		// The daemon decodes a body without Content-Type, but passes none.
 		{"raw-create-no-content-type", want{false, RuleRequest, ""}, want{false, RuleRequest, ""}},
-		{"run-missing-create", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, "docker.io/team/missing:v1"}},
-		{"run-missing-pull", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, ""}},
-		{"run-pull-always-pull", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
-		{"run-pull-always-create", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
-		{"run-attach", allowOther, allowOther},
-		{"run-start", allowOther, allowOther},
-		{"run-wait", allowOther, allowOther},
+		{"run-missing-containers-create", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, "docker.io/team/missing:v1"}},
+		{"run-missing-images-create", want{false, RuleAllowlist, "team/missing:v1"}, want{true, RuleAllowlist, ""}},
+		{"run-pull-always-images-create", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
+		{"run-pull-always-containers-create", want{true, RuleAllowlist, ""}, want{true, RuleAllowlist, ""}},
+		{"run-pull-always-containers-attach", allowOther, allowOther},
+		{"run-pull-always-containers-start", allowOther, allowOther},
+		{"run-pull-always-containers-wait", allowOther, allowOther},
 		{"raw-distribution", want{true, RuleAllowlist, "team/app:v1"}, want{true, RuleAllowlist, ""}},
-		{"plugin-privileges", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, "docker.io/team/plugin:v1"}},
-		{"plugin-install", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, ""}},
+		{"plugin-install-plugins-privileges", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, "docker.io/team/plugin:v1"}},
+		{"plugin-install-plugins-pull", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, ""}},
 		{"raw-plugin-pull", want{false, RuleAllowlist, "team/plugin:v1"}, want{true, RuleAllowlist, ""}},
 		{"build-classic", want{false, "authz.build", ""}, want{false, "authz.build", ""}},
 		{"raw-build-remote", want{false, "authz.build", ""}, want{false, "authz.build", ""}},
