@@ -21,6 +21,10 @@ import (
 //     which sends a bodiless POST with neither Content-Length nor
 //     Content-Type; pull-no-login and raw-create-chunked come from a later
 //     capture, whose raw calls are sent from Go).
+//   - moby-v2.0.0-beta.24: dockerd built from the module
+//     github.com/moby/moby/v2@v2.0.0-beta.24 (Docker 29.8's daemon
+//     sources, API 1.56; the CLI 28.2.2 negotiated 1.50) on Debian's
+//     containerd 1.6.20, driven by the same CLI and the same raw calls.
 
 // engineDirs returns the fixture directories, one per engine version.
 func engineDirs(t testing.TB) []string {
