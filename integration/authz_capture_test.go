@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -226,6 +228,10 @@ func TestAuthzEngineRequests(t *testing.T) {
 		{"raw-session", raw("POST", "/v1.41/session", nil, ""), true},
 		{"raw-build-remote", raw("POST", "/v1.41/build?remote=http://127.0.0.1:9/ctx.tar&t=x", nil, ""), true},
 		{"raw-plugin-pull", raw("POST", "/v1.41/plugins/pull?remote="+reg.Host+"/team/plugin:v1&name=p", jsonCT, `[]`), true},
+		// JSON bodies over 1 MiB, under and over the 4 MiB newer engines
+		// pass (kept out of the fixtures: too large).
+		{"big-create-3.5MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 3584<<10)), false},
+		{"big-create-5MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 5<<20)), false},
 	}
 	var all []capturedRequest
 	for _, s := range steps {
@@ -256,6 +262,7 @@ func TestAuthzEngineRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	liveHandler := authz.NewHandler(livePolicy, slog.New(slog.DiscardHandler), authz.NewMetrics())
 	out := os.Getenv("TOLLGATE_AUTHZ_CAPTURE")
 	names := fixtureNames(all)
 	for i, c := range all {
@@ -300,10 +307,23 @@ func TestAuthzEngineRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := livePolicy.Authorize(&live)
+		// The plugin's protocol handler, given the daemon's bytes as they
+		// came, decides as the policy does: nothing the engine sends is
+		// refused for its size or form alone.
+		if got := handlerAllows(t, liveHandler, c.req); got != d.Allowed {
+			t.Errorf("%s: %s %s: the handler answered allow=%v, the policy %v (%s)", c.step, r.RequestMethod, r.RequestURI, got, d.Allowed, d.Message())
+		}
 		switch c.step {
 		case "raw-pull-form-body", "raw-pull-chunked", "raw-create-no-content-type":
 			if d.Allowed && d.What != "" {
 				t.Errorf("%s: %s %s allowed; the daemon reads a body the plugin did not see", c.step, r.RequestMethod, r.RequestURI)
+			}
+		case "big-create-3.5MiB", "big-create-5MiB":
+			// 20.10 passes no body over 1 MiB (the plugin refuses the
+			// create it cannot see); newer engines pass up to 4 MiB and
+			// refuse a larger body themselves, before asking the plugin.
+			if d.Allowed && d.What != "" && !bytes.Contains(r.RequestBody, []byte(img.Ref())) {
+				t.Errorf("%s: %s %s allowed without the body", c.step, r.RequestMethod, r.RequestURI)
 			}
 		case "raw-create-chunked":
 			// Allowed only if the engine passed the body naming the image.
@@ -327,18 +347,42 @@ func TestAuthzEngineRequests(t *testing.T) {
 	}
 }
 
+// bigCreate is a containers/create body naming ref, padded with a label to
+// size bytes.
+func bigCreate(ref string, size int) string {
+	head := `{"Image":"` + ref + `","Labels":{"pad":"`
+	tail := `"}}`
+	return head + strings.Repeat("a", size-len(head)-len(tail)) + tail
+}
+
+// handlerAllows posts one AuthZReq, the daemon's bytes, to h and returns
+// whether it allowed it.
+func handlerAllows(t *testing.T, h http.Handler, req []byte) bool {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/AuthZPlugin.AuthZReq", bytes.NewReader(req)))
+	var resp authz.Response
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatalf("the handler's answer %q: %v", w.Body.String(), err)
+	}
+	return resp.Allow
+}
+
 // fixtureNames names each captured request's fixture, the same way from
 // one capture to the next, so that a capture from another engine lines up
 // with authz's table: STEP when the step made one request, else
 // STEP-ROUTE (run-missing-containers-create, run-missing-images-create,
 // with -2, -3 for a route repeated); the CLI's HEAD /_ping is kept once, as
-// "ping", and "" marks the ones not kept.
+// "ping", and "" marks the ones not kept (the big-* steps' megabytes too).
 func fixtureNames(all []capturedRequest) []string {
 	names := make([]string, len(all))
 	routes := make([]string, len(all))
 	perStep := map[string]int{}
 	ping := false
 	for i, c := range all {
+		if strings.HasPrefix(c.step, "big-") {
+			continue
+		}
 		var r engineRequest
 		json.Unmarshal(c.req, &r)
 		path := strings.SplitN(r.RequestURI, "?", 2)[0]
