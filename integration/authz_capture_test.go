@@ -238,6 +238,8 @@ func TestAuthzEngineRequests(t *testing.T) {
 		{"raw-plugin-pull", raw("POST", "/v1.41/plugins/pull?remote="+reg.Host+"/team/plugin:v1&name=p", jsonCT, `[]`), true},
 		// JSON bodies over 1 MiB, under and over the 4 MiB newer engines
 		// pass (kept out of the fixtures: too large).
+		{"big-create-0.9MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 900<<10)), false},
+		{"big-create-1.5MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 1536<<10)), false},
 		{"big-create-3.5MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 3584<<10)), false},
 		{"big-create-5MiB", raw("POST", "/v1.41/containers/create", jsonCT, bigCreate(img.Ref(), 5<<20)), true},
 	}
@@ -326,7 +328,7 @@ func TestAuthzEngineRequests(t *testing.T) {
 			if d.Allowed && d.What != "" {
 				t.Errorf("%s: %s %s allowed; the daemon reads a body the plugin did not see", c.step, r.RequestMethod, r.RequestURI)
 			}
-		case "big-create-3.5MiB", "big-create-5MiB":
+		case "big-create-0.9MiB", "big-create-1.5MiB", "big-create-3.5MiB", "big-create-5MiB":
 			// 20.10 passes no body over 1 MiB (the plugin refuses the
 			// create it cannot see); newer engines pass up to 4 MiB and
 			// refuse a larger body themselves, before asking the plugin.
