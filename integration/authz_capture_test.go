@@ -147,11 +147,12 @@ func rawDocker(ctx context.Context, d *harness.Docker, method, uri string, heade
 }
 
 // TestAuthzEngineRequests runs the docker CLI (and raw API calls) against
-// the real dockerd with a capturing plugin, checks what the engine passes
-// to plugins (never credentials, a JSON body only where the content type
-// is JSON), and with TOLLGATE_AUTHZ_CAPTURE=DIR writes each request as a
-// fixture for authz's table test (authz/testdata/engine), the registry's
-// address replaced by 127.0.0.1:5999.
+// the real dockerd (TOLLGATE_DOCKERD for another engine's) with a
+// capturing plugin, checks what the engine passes to plugins (never
+// credentials, a JSON body only where the content type is JSON), and with
+// TOLLGATE_AUTHZ_CAPTURE=DIR writes each request as a fixture for authz's
+// table test (authz/testdata/engine/ENGINE), the registry's address
+// replaced by 127.0.0.1:5999.
 func TestAuthzEngineRequests(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
 	reg := harness.StartRegistry(t, harness.RegistryOptions{})
