@@ -8,9 +8,9 @@
 //
 // The plugin API is JSON over HTTP POST: /Plugin.Activate answers
 // {"Implements":["authz"]}; /AuthZPlugin.AuthZReq gets the request
-// (method, RequestUri, headers, and the body when it is JSON up to 1 MiB)
-// and answers {"Allow":bool,"Msg":string}; /AuthZPlugin.AuthZRes gets the
-// response too and is always allowed. The daemon never passes the
+// (method, RequestUri, headers, and the body when it is JSON: up to 1 MiB
+// on Docker 20.10, 4 MiB on 29) and answers {"Allow":bool,"Msg":string};
+// /AuthZPlugin.AuthZRes gets the response too and is always allowed. The daemon never passes the
 // Authorization, X-Registry-Auth or X-Registry-Config headers, so the
 // plugin cannot tell whether a pull would use credentials. Handler serves
 // the protocol, Listen and Serve run it on the socket.

@@ -1,24 +1,19 @@
 package authz
 
-import (
-	"os"
-	"path/filepath"
-	"strings"
-	"testing"
-)
+import "testing"
 
 // FuzzAuthorize feeds the decoder and the policy arbitrary requests. The
-// seeds are the captured engine requests (testdata/engine) plus a few
+// seeds are the captured engine requests (testdata/engine/*) plus a few
 // hostile forms; `go test` runs them, `go test -fuzz FuzzAuthorize
 // ./authz` explores further. Properties: no panic; a refusal always says
 // why and names a rule; and with an empty allowlist and every gate closed,
 // no request that matches a row of the rules table is ever allowed.
 func FuzzAuthorize(f *testing.F) {
-	ents, _ := os.ReadDir(filepath.Join("testdata", "engine"))
-	for _, e := range ents {
-		name := strings.TrimSuffix(e.Name(), ".json")
-		r := loadFixtureTB(f, name)
-		f.Add(r.RequestMethod, r.RequestURI, string(r.RequestBody), r.RequestHeaders["Content-Type"], r.RequestHeaders["Content-Length"])
+	for _, engine := range engineDirs(f) {
+		for _, name := range fixtureNames(f, engine) {
+			r := loadFixture(f, engine, name)
+			f.Add(r.RequestMethod, r.RequestURI, string(r.RequestBody), r.RequestHeaders["Content-Type"], r.RequestHeaders["Content-Length"])
+		}
 	}
 	f.Add("POST", "http://x/v1.41//images/%63reate?fromImage=a&fromImage=b", "", "", "0")
 	f.Add("POST", "/containers/create", `{"Image":"a","IMAGE":"b"}`, "application/json", "26")

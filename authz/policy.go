@@ -334,7 +334,7 @@ func isImageID(img string) bool {
 // only in case, of which a reader could take either.
 func containerImage(body []byte) (string, error) {
 	if len(body) == 0 {
-		return "", errors.New("the daemon did not pass the request body to the plugin (it does so only for Content-Type application/json up to 1 MiB), so the image cannot be checked; send the body as JSON")
+		return "", errors.New("the daemon did not pass the request body to the plugin (it does so only for Content-Type application/json, up to 1 MiB on Docker 20.10, 4 MiB on 29), so the image cannot be checked; send the body as JSON")
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
@@ -366,7 +366,7 @@ func containerImage(body []byte) (string, error) {
 // spec.
 func serviceImage(body []byte) (string, error) {
 	if len(body) == 0 {
-		return "", errors.New("the daemon did not pass the request body to the plugin (it does so only for Content-Type application/json up to 1 MiB), so the image cannot be checked; send the body as JSON")
+		return "", errors.New("the daemon did not pass the request body to the plugin (it does so only for Content-Type application/json, up to 1 MiB on Docker 20.10, 4 MiB on 29), so the image cannot be checked; send the body as JSON")
 	}
 	var spec struct {
 		TaskTemplate struct {

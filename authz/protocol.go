@@ -15,7 +15,8 @@ import (
 // Request is what the daemon sends to /AuthZPlugin.AuthZReq (and, with the
 // response fields filled, to /AuthZPlugin.AuthZRes). The daemon never
 // includes the Authorization, X-Registry-Auth or X-Registry-Config headers;
-// it includes the body only for Content-Type application/json up to 1 MiB.
+// it includes the body only for Content-Type application/json, up to 1 MiB
+// (20.10) or 4 MiB (Docker 29), and never /auth's on Docker 29.
 type Request struct {
 	User            string            `json:"User,omitempty"`
 	UserAuthNMethod string            `json:"UserAuthNMethod,omitempty"`
@@ -40,9 +41,16 @@ const (
 	pathAuthZRes = "/AuthZPlugin.AuthZRes"
 )
 
-// maxRequestSize bounds an AuthZReq: the daemon forwards at most 1 MiB of
-// body, which base64 makes 1.4 MB, plus the URI and headers.
-const maxRequestSize = 4 << 20
+// engineMaxBody is the largest request body an engine passes to plugins:
+// 1 MiB on 20.10 (it passes no body at all above that), 4 MiB on Docker 29
+// (which refuses a larger JSON body itself, without asking the plugin).
+const engineMaxBody = 4 << 20
+
+// maxRequestSize bounds an AuthZReq: the largest body an engine passes,
+// which base64 makes a third larger, plus 1 MiB for the URI and headers
+// (the daemon reads at most 1 MiB of them, Go's default; a request whose
+// headers grow past that as JSON is refused).
+const maxRequestSize = (engineMaxBody+2)/3*4 + 1<<20
 
 // contentType is what Docker plugins answer with.
 const contentType = "application/vnd.docker.plugins.v1.2+json"

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -121,4 +122,36 @@ func TestListenRefusesALiveSocketAndReplacesAStaleOne(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	l2.Close()
+}
+
+// TestProtocolLargestEngineBody: newer engines (Docker 29) pass a JSON body
+// of up to 4 MiB to plugins, where 20.10 passed at most 1 MiB. Base64 in
+// the AuthZReq makes 4 MiB over 5.3 MB: the plugin decides such a request
+// on its image, like any other, instead of refusing it for its size.
+func TestProtocolLargestEngineBody(t *testing.T) {
+	p := mustPolicy(t, Options{}, "127.0.0.1:5999/team/app")
+	c := startPlugin(t, NewHandler(p, slog.New(slog.DiscardHandler), NewMetrics()))
+	for _, img := range []string{"127.0.0.1:5999/team/app:v1", "127.0.0.1:5999/team/other:v1"} {
+		head, tail := `{"Image":"`+img+`","Labels":{"pad":"`, `"}}`
+		body := head + strings.Repeat("a", 4<<20-len(head)-len(tail)) + tail
+		req, err := json.Marshal(Request{
+			RequestMethod: "POST",
+			RequestURI:    "/v1.50/containers/create",
+			RequestBody:   []byte(body),
+			RequestHeaders: map[string]string{
+				"Content-Length": strconv.Itoa(len(body)),
+				"Content-Type":   "application/json",
+				"User-Agent":     "Docker-Client/28.2.2 (linux)",
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, out := post(t, c, "/AuthZPlugin.AuthZReq", req)
+		msg, _ := out["Msg"].(string)
+		want := strings.HasSuffix(img, "/app:v1")
+		if out["Allow"] != want || (!want && !strings.Contains(msg, `"allowlist"`)) {
+			t.Errorf("container create of %s with a 4 MiB body (AuthZReq %d bytes): allow=%v %q; want allow=%v, decided by the allowlist", img, len(req), out["Allow"], msg, want)
+		}
+	}
 }

@@ -47,6 +47,21 @@ type Docker struct {
 	clientEnv  []string
 }
 
+// DockerdEnv names a dockerd binary to run instead of the dockerd on PATH
+// (Debian's docker.io): a newer engine built from source, to see what it
+// passes to authorization plugins (docs/authz.md, "Capturing from another
+// engine").
+const DockerdEnv = "TOLLGATE_DOCKERD"
+
+// DockerdBinary is the dockerd StartDocker runs: $TOLLGATE_DOCKERD, else
+// dockerd from PATH.
+func DockerdBinary() string {
+	if p := os.Getenv(DockerdEnv); p != "" {
+		return p
+	}
+	return "dockerd"
+}
+
 // loopbackResolvConf sends DNS queries to a loopback address where nothing
 // listens, so that every lookup fails at once without leaving the machine.
 const loopbackResolvConf = "nameserver 127.255.255.254\noptions timeout:1 attempts:1\n"
@@ -56,7 +71,8 @@ const loopbackResolvConf = "nameserver 127.255.255.254\noptions timeout:1 attemp
 func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	t.Helper()
 	RequireRoot(t, "dockerd")
-	RequireCommands(t, "dockerd", "docker", "unshare", "mount")
+	dockerd := DockerdBinary()
+	RequireCommands(t, dockerd, "docker", "unshare", "mount")
 	ctrd := opts.Containerd
 	if ctrd == nil {
 		ctrd = StartContainerd(t)
@@ -102,7 +118,7 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	// whose /etc/resolv.conf is ResolvConf, and no query leaves loopback.
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--",
 		"sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, d.ResolvConf,
-		"dockerd",
+		dockerd,
 		"--config-file", daemonJSON,
 		"--storage-driver", "vfs",
 		"--bridge", "none",
