@@ -132,6 +132,56 @@ func (s *fileStore) Release(ctx context.Context, l Lease) error {
 	return nil
 }
 
+// List reads the namespace's directory: each key directory whose name
+// starts with prefix, its current generation and its mtime, judged against
+// the file server's clock once for the whole listing.
+func (s *fileStore) List(ctx context.Context, prefix string, max int) ([]Lease, error) {
+	if err := validList(prefix, max); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // nothing was ever written here
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: file: listing %q: %w", prefix, err)
+	}
+	now, err := s.serverNow()
+	if err != nil {
+		return nil, fmt.Errorf("lease: file: listing %q: %w", prefix, err)
+	}
+	local := time.Now()
+	var out []Lease
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(name, prefix) || validKey(name) != nil {
+			continue // temp and clock files, nested namespaces
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lease: file: listing %q: %w", prefix, err)
+		}
+		n, rec, mtime, err := s.current(filepath.Join(s.dir, name))
+		if errors.Is(err, errNotLease) || errors.Is(err, fs.ErrNotExist) {
+			continue // not ours, or removed by a clean-up meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lease: file: listing %q: %w", prefix, err)
+		}
+		if n == 0 || rec.Released {
+			continue
+		}
+		remaining := mtime.Add(time.Duration(rec.TTLMs)*time.Millisecond + clockMargin).Sub(now)
+		if remaining <= 0 {
+			continue
+		}
+		out = append(out, Lease{Key: name, Holder: rec.Holder, Expires: local.Add(remaining)})
+		if len(out) == max {
+			break
+		}
+	}
+	return sortLeases(out), nil
+}
+
 func (s *fileStore) Close() error { return nil }
 
 func generation(n int) string { return "g" + strconv.Itoa(n) }
@@ -173,7 +223,7 @@ func (s *fileStore) current(dir string) (int, fileRecord, time.Time, error) {
 	}
 	var rec fileRecord
 	if err := json.Unmarshal(b, &rec); err != nil || rec.Token == "" {
-		return 0, fileRecord{}, time.Time{}, fmt.Errorf("%s holds no tollgate lease: remove the directory %s", p, dir)
+		return 0, fileRecord{}, time.Time{}, fmt.Errorf("%s holds no tollgate lease: remove the directory %s: %w", p, dir, errNotLease)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
