@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,21 +75,10 @@ func checkFleetPeers(ctx context.Context, cfg *config.Config, withProxy bool) Re
 	}
 
 	pings := pingPeers(ctx, secret, string(cfg.Mode), f.Advertise, urls)
-	var self peerPing
-	var others []peerPing
-	selfListed := false
-	for _, p := range pings {
-		if p.self {
-			self = p
-			continue
-		}
-		others = append(others, p)
-	}
-	for _, u := range urls {
-		if u == f.Advertise {
-			selfListed = true
-		}
-	}
+	self := pings[0]
+	// This host's own record is missing when the full list lacks it (past
+	// the first maxPeers it may be there).
+	selfMissing := !more && !slices.Contains(urls, f.Advertise)
 
 	if len(urls) == 0 {
 		d := fmt.Sprintf("no fleet member records in %s: no proxy of this fleet is serving, or they keep their leases in another engine than this host's config names", where)
@@ -99,7 +89,9 @@ func checkFleetPeers(ctx context.Context, cfg *config.Config, withProxy bool) Re
 
 	answered := 0
 	var bad []peerPing
+	var list []string
 	for _, p := range pings {
+		list = append(list, describePing(p))
 		if p.err == nil {
 			answered++
 		} else {
@@ -107,23 +99,19 @@ func checkFleetPeers(ctx context.Context, cfg *config.Config, withProxy bool) Re
 		}
 	}
 	total := len(pings)
-	var list []string
-	for _, p := range append([]peerPing{self}, others...) {
-		list = append(list, describePing(p))
-	}
 	detail := strings.Join(list, "; ")
 	if more {
 		detail += fmt.Sprintf(" (the first %d members; there may be more)", maxPeers)
 	}
-	if !selfListed {
+	if selfMissing {
 		detail += "; this host has no member record: its proxy is not running with this config, or cannot write to the lease store (see fleet-lease and the proxy's log)"
 	}
-	if len(bad) == 0 && selfListed {
+	if len(bad) == 0 && !selfMissing {
 		return Result{Status: StatusOK, Detail: fmt.Sprintf("%d of %d fleet members answer a signed ping: %s", answered, total, detail)}
 	}
 	return Result{Status: StatusWarn,
 		Detail: fmt.Sprintf("%d of %d fleet members answer a signed ping: %s", answered, total, detail),
-		Fix:    peersFix(bad, selfListed)}
+		Fix:    peersFix(bad, selfMissing)}
 }
 
 // pingPeers pings self and every URL of urls at once, each bounded by
@@ -192,7 +180,7 @@ func describePing(p peerPing) string {
 }
 
 // peersFix says what to do about the members that did not answer.
-func peersFix(bad []peerPing, selfListed bool) string {
+func peersFix(bad []peerPing, selfMissing bool) string {
 	seen := map[string]bool{}
 	var fixes []string
 	add := func(s string) {
@@ -215,7 +203,7 @@ func peersFix(bad []peerPing, selfListed bool) string {
 			add("check that each failing member's proxy.fleet.advertise is its peer listener's URL")
 		}
 	}
-	if !selfListed {
+	if selfMissing {
 		add("start this host's proxy with this config; if it runs, check fleet-lease and the proxy's log for member record errors")
 	}
 	return strings.Join(fixes, "; ")
