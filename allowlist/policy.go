@@ -6,14 +6,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/distribution/reference"
 
 	"github.com/spacelift-io/tollgate/allowlist/name"
 	"github.com/spacelift-io/tollgate/allowlist/pattern"
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // Policy is a compiled allowlist. It is immutable and safe for concurrent
@@ -111,14 +110,14 @@ func (p *Policy) Check(ref string) Verdict {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		// The parser's message may quote the input, which can be huge.
-		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %s", quoteShort(ref), cut(err.Error()))}
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %s", oneline.Quote(ref), oneline.Cut(err.Error()))}
 	}
 	r, err := name.New(reference.Domain(named), reference.Path(named))
 	switch {
 	case errors.Is(err, reference.ErrNameTooLong):
-		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), reference.ErrNameTooLong)}
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", oneline.Quote(ref), reference.ErrNameTooLong)}
 	case err != nil:
-		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", quoteShort(ref), err)}
+		return Verdict{Reference: ref, Reason: fmt.Sprintf("invalid image reference %s: %v", oneline.Quote(ref), err)}
 	}
 	var b strings.Builder
 	b.WriteString(r.String())
@@ -211,27 +210,4 @@ func denyReason(patterns []*pattern.Pattern, h pattern.Host, repo string, hostMa
 		}
 	}
 	return fmt.Sprintf("registry host %s is not in the allowlist; add %q (or a pattern covering it) %s", host, host, fix)
-}
-
-// cut shortens a message that may carry attacker-chosen text and escapes
-// anything that is not printable, so that a reason is always one line.
-func cut(s string) string {
-	const max = 300
-	tail := ""
-	if len(s) > max {
-		s, tail = s[:max], "..."
-	}
-	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == utf8.RuneError }) >= 0 {
-		q := strconv.Quote(s)
-		s = q[1 : len(q)-1]
-	}
-	return s + tail
-}
-
-func quoteShort(s string) string {
-	const max = 200
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
 }

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/spacelift-io/tollgate/allowlist"
 	"github.com/spacelift-io/tollgate/config"
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // Rules named in decisions.
@@ -127,7 +125,7 @@ func (d Decision) attrs() []any {
 func (p *Policy) Authorize(r *Request) Decision {
 	c, err := Decode(r)
 	if err != nil {
-		return Decision{What: "request", Rule: RuleRequest, Reason: cut(err.Error())}
+		return Decision{What: "request", Rule: RuleRequest, Reason: oneline.Cut(err.Error())}
 	}
 	return p.Decide(c)
 }
@@ -232,7 +230,7 @@ func (p *Policy) pull(what, name, tag string) Decision {
 func (p *Policy) create(what, img string) Decision {
 	if isImageID(img) {
 		d := p.gate(what, gateLocalImages, localWhy)
-		d.Reference = quoteShort(img)
+		d.Reference = oneline.Quote(img)
 		return d
 	}
 	return p.pull(what, img, "")
@@ -290,18 +288,18 @@ func combine(name, tag string) (string, error) {
 	}
 	named, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
-		return "", fmt.Errorf("invalid image reference %s: %s", quoteShort(name), cut(err.Error()))
+		return "", fmt.Errorf("invalid image reference %s: %s", oneline.Quote(name), oneline.Cut(err.Error()))
 	}
 	if d, err := digest.Parse(tag); err == nil {
 		r, err := reference.WithDigest(reference.TrimNamed(named), d)
 		if err != nil {
-			return "", fmt.Errorf("invalid digest %s: %s", quoteShort(tag), cut(err.Error()))
+			return "", fmt.Errorf("invalid digest %s: %s", oneline.Quote(tag), oneline.Cut(err.Error()))
 		}
 		return r.String(), nil
 	}
 	r, err := reference.WithTag(named, tag)
 	if err != nil {
-		return "", fmt.Errorf("invalid tag %s: %s", quoteShort(tag), cut(err.Error()))
+		return "", fmt.Errorf("invalid tag %s: %s", oneline.Quote(tag), oneline.Cut(err.Error()))
 	}
 	return r.String(), nil
 }
@@ -340,7 +338,7 @@ func containerImage(body []byte) (string, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return "", fmt.Errorf("the request body is not a valid container config: %s", cut(err.Error()))
+		return "", fmt.Errorf("the request body is not a valid container config: %s", oneline.Cut(err.Error()))
 	}
 	var raw json.RawMessage
 	n := 0
@@ -355,7 +353,7 @@ func containerImage(body []byte) (string, error) {
 	var img string
 	if raw != nil {
 		if err := json.Unmarshal(raw, &img); err != nil {
-			return "", fmt.Errorf("the request body is not a valid container config: Image: %s", cut(err.Error()))
+			return "", fmt.Errorf("the request body is not a valid container config: Image: %s", oneline.Cut(err.Error()))
 		}
 	}
 	if img == "" {
@@ -376,33 +374,10 @@ func serviceImage(body []byte) (string, error) {
 		}
 	}
 	if err := json.Unmarshal(body, &spec); err != nil {
-		return "", fmt.Errorf("the request body is not a valid service spec: %s", cut(err.Error()))
+		return "", fmt.Errorf("the request body is not a valid service spec: %s", oneline.Cut(err.Error()))
 	}
 	if spec.TaskTemplate.ContainerSpec == nil || spec.TaskTemplate.ContainerSpec.Image == "" {
 		return "", errors.New("the service spec names no container image the plugin can check")
 	}
 	return spec.TaskTemplate.ContainerSpec.Image, nil
-}
-
-// cut shortens a message that may carry request text and escapes anything
-// that is not printable, so that a message is always one short line.
-func cut(s string) string {
-	const max = 300
-	tail := ""
-	if len(s) > max {
-		s, tail = s[:max], "..."
-	}
-	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == utf8.RuneError }) >= 0 {
-		q := strconv.Quote(s)
-		s = q[1 : len(q)-1]
-	}
-	return s + tail
-}
-
-func quoteShort(s string) string {
-	const max = 200
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
 }

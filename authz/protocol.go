@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // Request is what the daemon sends to /AuthZPlugin.AuthZReq (and, with the
@@ -105,7 +107,7 @@ func (h *Handler) authorize(body io.Reader) Response {
 	}
 	var d Decision
 	if err != nil {
-		d = Decision{Rule: RuleRequest, What: "request", Reason: cut(err.Error()) + "; the request is refused (fail closed)"}
+		d = Decision{Rule: RuleRequest, What: "request", Reason: oneline.Cut(err.Error()) + "; the request is refused (fail closed)"}
 	} else {
 		d = h.policy.Authorize(&req)
 	}

@@ -8,6 +8,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // Call is a daemon API request decoded the way the daemon itself routes
@@ -42,18 +44,18 @@ var ErrMalformed = errors.New("malformed request")
 // (http://docker/v1.41/...), with or without the version prefix.
 func Decode(r *Request) (*Call, error) {
 	if r.RequestMethod == "" || strings.ContainsAny(r.RequestMethod, " \t\r\n") || len(r.RequestMethod) > 32 {
-		return nil, fmt.Errorf("%w: method %s", ErrMalformed, quoteShort(r.RequestMethod))
+		return nil, fmt.Errorf("%w: method %s", ErrMalformed, oneline.Quote(r.RequestMethod))
 	}
 	if r.RequestURI == "" || len(r.RequestURI) > maxURILength {
 		return nil, fmt.Errorf("%w: request URI empty or longer than %d bytes", ErrMalformed, maxURILength)
 	}
 	u, err := url.ParseRequestURI(r.RequestURI)
 	if err != nil {
-		return nil, fmt.Errorf("%w: request URI %s does not parse", ErrMalformed, quoteShort(r.RequestURI))
+		return nil, fmt.Errorf("%w: request URI %s does not parse", ErrMalformed, oneline.Quote(r.RequestURI))
 	}
 	p := u.Path
 	if p == "" || p[0] != '/' {
-		return nil, fmt.Errorf("%w: request URI %s has no absolute path", ErrMalformed, quoteShort(r.RequestURI))
+		return nil, fmt.Errorf("%w: request URI %s has no absolute path", ErrMalformed, oneline.Quote(r.RequestURI))
 	}
 	p = path.Clean(p)
 	c := &Call{Method: strings.ToUpper(r.RequestMethod), Body: r.RequestBody, headers: r.RequestHeaders}
@@ -88,7 +90,7 @@ func (c *Call) Header(name string) (string, bool) {
 // a reader of the last could be fooled.
 func (c *Call) param(key string) (string, error) {
 	if c.QueryErr != nil {
-		return "", fmt.Errorf("the query string does not parse: %s; percent-encode the parameters", cut(c.QueryErr.Error()))
+		return "", fmt.Errorf("the query string does not parse: %s; percent-encode the parameters", oneline.Cut(c.QueryErr.Error()))
 	}
 	vs := c.Query[key]
 	switch len(vs) {

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // Limits from RFC 1035: a host name is at most 253 characters written
@@ -71,7 +73,7 @@ func CanonicalHost(host string) (string, error) {
 func ParseHost(host string) (Host, error) {
 	h, err := parseHost(host)
 	if err != nil {
-		return Host{}, fmt.Errorf("%w %s: %s", ErrInvalidHost, quoteShort(host), err.Error())
+		return Host{}, fmt.Errorf("%w %s: %s", ErrInvalidHost, oneline.Quote(host), err.Error())
 	}
 	return h, nil
 }
@@ -222,14 +224,4 @@ func isNumeric(s string) bool {
 		}
 	}
 	return true
-}
-
-// quoteShort quotes s for an error message, cut to a readable length:
-// hosts and references are attacker-chosen and may be huge.
-func quoteShort(s string) string {
-	const max = 200
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
 }

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/spacelift-io/tollgate/internal/oneline"
 )
 
 // ErrInvalidPattern is wrapped by every error of Compile.
@@ -113,7 +115,7 @@ func (p *Pattern) Repository() string {
 func Compile(s string) (*Pattern, error) {
 	p, err := compile(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %s", ErrInvalidPattern, quoteShort(s), err.Error())
+		return nil, fmt.Errorf("%w %s: %s", ErrInvalidPattern, oneline.Quote(s), err.Error())
 	}
 	return p, nil
 }
@@ -359,7 +361,7 @@ func ValidRepository(repository string) error {
 			if c == "" {
 				return errors.New("empty repository path component")
 			}
-			return fmt.Errorf("repository component %s is not valid (lower-case letters, digits and inner '.', '_', '-')", quoteShort(c))
+			return fmt.Errorf("repository component %s is not valid (lower-case letters, digits and inner '.', '_', '-')", oneline.Quote(c))
 		}
 	}
 	return nil

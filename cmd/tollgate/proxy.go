@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/spacelift-io/tollgate/proxy"
 	"github.com/spacelift-io/tollgate/proxy/cache"
 	"github.com/spacelift-io/tollgate/proxy/fleet"
+	"github.com/spacelift-io/tollgate/proxy/fleet/lease"
 )
 
 func runProxy(ctx context.Context, args []string, _, stderr io.Writer) int {
@@ -168,7 +168,7 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			log.Error("fleet peer listener stopped", "error", err)
 		}
 	}()
-	log.Info("fleet peer listener", "address", peerLn.Addr().String(), "advertise", cfg.Proxy.Fleet.Advertise, "lease", redactLease(cfg.Proxy.Fleet.Lease))
+	log.Info("fleet peer listener", "address", peerLn.Addr().String(), "advertise", cfg.Proxy.Fleet.Advertise, "lease", lease.Redact(cfg.Proxy.Fleet.Lease))
 	err = srv.Serve(ctx, ln)
 	stopPeers()
 	<-peerDone
@@ -195,15 +195,6 @@ func openFleet(ctx context.Context, cfg *config.Config, log *slog.Logger) (*flee
 		return nil, nil, fmt.Errorf("proxy.fleet.listen %s: %w", f.Listen, err)
 	}
 	return node, ln, nil
-}
-
-// redactLease hides a Redis password in the lease spec for the log.
-func redactLease(spec string) string {
-	if u, err := url.Parse(spec); err == nil && u.User != nil {
-		u.User = url.User("REDACTED")
-		return u.String()
-	}
-	return spec
 }
 
 // The parts wired together here implement interfaces of packages they

@@ -96,7 +96,7 @@ func Open(ctx context.Context, spec, namespace, sharedDriver string, sharedParam
 		}
 		return s, nil
 	default:
-		return nil, fmt.Errorf("lease: unknown lease store %q: use %q (the shared tier's object store) or redis://HOST:PORT/DB", redactURL(spec), SpecShared)
+		return nil, fmt.Errorf("lease: unknown lease store %q: use %q (the shared tier's object store) or redis://HOST:PORT/DB", Redact(spec), SpecShared)
 	}
 }
 

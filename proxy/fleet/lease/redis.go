@@ -28,7 +28,7 @@ func openRedis(spec, namespace string) (*redisStore, error) {
 	opts, err := redis.ParseURL(spec)
 	if err != nil {
 		// go-redis's errors may quote the URL, which may hold a password.
-		return nil, fmt.Errorf("lease: invalid Redis URL %q: want redis://[USER:PASSWORD@]HOST:PORT/DB (or rediss:// for TLS)", redactURL(spec))
+		return nil, fmt.Errorf("lease: invalid Redis URL %q: want redis://[USER:PASSWORD@]HOST:PORT/DB (or rediss:// for TLS)", Redact(spec))
 	}
 	opts.MaxRetries = -1 // no retry loop: a down Redis must fail fast
 	opts.DialTimeout = redisTimeout
@@ -236,7 +236,7 @@ func (s *redisStore) Close() error {
 
 // redactURL drops the userinfo (which may carry a password) from a URL for
 // messages; what cannot be parsed is replaced whole.
-func redactURL(s string) string {
+func Redact(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"

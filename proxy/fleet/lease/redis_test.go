@@ -72,3 +72,18 @@ func TestRedisURLs(t *testing.T) {
 		t.Error("empty namespace accepted")
 	}
 }
+
+// The proxy logs the lease spec through Redact at start-up.
+func TestRedactHidesPasswords(t *testing.T) {
+	for spec, want := range map[string]string{
+		"shared":                               "shared",
+		"redis://127.0.0.1:6379/0":             "redis://127.0.0.1:6379/0",
+		"redis://user:s3cret@127.0.0.1:6379/0": "redis://REDACTED@127.0.0.1:6379/0",
+		"rediss://:s3cret@127.0.0.1:6380/1":    "rediss://REDACTED@127.0.0.1:6380/1",
+		"redis://u:s3cret@[::1/0":              "(unparsable URL)",
+	} {
+		if got := lease.Redact(spec); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", spec, got, want)
+		}
+	}
+}
