@@ -28,7 +28,7 @@ const (
 // Result is what one check found.
 type Result struct {
 	// Name identifies the check: config, allowlist, config-dir, cache-dir,
-	// helper, proxy-cache, proxy-shared, fleet-lease, imds,
+	// helper, proxy-cache, proxy-shared, fleet-lease, fleet-peers, imds,
 	// aws-credentials, aws-identity, ecr, proxy, authz (and
 	// proxy-cache-verify from VerifyProxyCache).
 	Name string `json:"name"`
@@ -110,6 +110,9 @@ func Run(ctx context.Context, o Options) Report {
 	})
 	add(func(ctx context.Context) []Result {
 		return []Result{d.check(ctx, "fleet-lease", "", func(ctx context.Context) Result { return checkFleetLease(ctx, cfg) })}
+	})
+	add(func(ctx context.Context) []Result {
+		return []Result{d.check(ctx, "fleet-peers", "", func(ctx context.Context) Result { return checkFleetPeers(ctx, cfg, o.ProxyURL != "") })}
 	})
 	add(d.awsChecks)
 	for _, h := range o.Registries {

@@ -18,6 +18,10 @@ import (
 // goes upstream.
 var ErrPeer = errors.New("fleet peer")
 
+// ErrRefused wraps a ping the peer answered 401 or 403: it refused this
+// host's signature (another fleet secret, or another mode).
+var ErrRefused = errors.New("refused this host's signature")
+
 // peerIdleTimeout cuts a peer stream that sends nothing for this long, so
 // that a holder that hangs (rather than dies) sends its followers upstream.
 const peerIdleTimeout = 15 * time.Second
@@ -122,10 +126,14 @@ func (c *client) ping(ctx context.Context, base string) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w %s answered %s (a different fleet secret or mode?)", ErrPeer, base, resp.Status)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w %s answered %s: %w (its fleet secret or mode differs from this host's)", ErrPeer, base, resp.Status, ErrRefused)
+	default:
+		return fmt.Errorf("%w %s answered %s (not a tollgate peer listener?)", ErrPeer, base, resp.Status)
 	}
-	return nil
 }
 
 // peerBody is a peer's response body: counted, and closed by its idle

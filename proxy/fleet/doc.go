@@ -60,12 +60,25 @@
 // an option for fleets whose network is not private; the protocol would
 // not change.
 //
+// # Membership
+//
+// A host learns another's peer URL only from a lease that host holds, so
+// while Serve runs, a Node also keeps a member record in its lease engine:
+// a lease keyed MemberPrefix + a random id per process (a restarted host
+// never collides with its previous run's record, which expires), holder its
+// advertise URL, DefaultMemberTTL (90 s) renewed every third of it, and
+// released when Serve returns. A failing engine is logged and counted and
+// retried at the next tick; it never stops serving. No fill depends on the
+// records: Members lists them for `tollgate doctor`, which pings each
+// member (Ping) to say which peers this host can reach.
+//
 // # Metrics
 //
 // tollgate_fleet_leases_total{result="taken|held|lost|expired|error"},
 // tollgate_fleet_peer_bytes_total (read from peers),
 // tollgate_fleet_peer_errors_total{reason="unreachable|refused|status|broken|corrupt"},
 // tollgate_fleet_peer_served_bytes_total and
-// tollgate_fleet_peer_refused_total{reason} on the serving side. See
-// docs/fleet.md.
+// tollgate_fleet_peer_refused_total{reason} on the serving side,
+// tollgate_fleet_member_writes_total{result="ok|error"} for the member
+// record. See docs/fleet.md.
 package fleet

@@ -19,6 +19,8 @@ type Metrics struct {
 	peerErrors *prometheus.CounterVec
 	served     prometheus.Counter
 	refused    *prometheus.CounterVec
+	// memberWrites counts writes of this host's member record.
+	memberWrites *prometheus.CounterVec
 }
 
 func newMetrics() *Metrics {
@@ -43,6 +45,13 @@ func newMetrics() *Metrics {
 			Name: "tollgate_fleet_peer_refused_total",
 			Help: "Requests on the peer listener refused before any content was read, by reason (unsigned, bad_signature, stale).",
 		}, []string{"reason"}),
+		memberWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_fleet_member_writes_total",
+			Help: "Writes of this host's fleet member record in the lease engine (the first, then a renewal every 30s), by result: ok, error (engine down or slow: retried at the next renewal; serving goes on).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{memberOK, memberError} {
+		m.memberWrites.WithLabelValues(r)
 	}
 	for _, r := range []string{leaseTaken, leaseHeld, leaseLost, leaseExpired, leaseError} {
 		m.leases.WithLabelValues(r)
@@ -60,5 +69,5 @@ func newMetrics() *Metrics {
 
 // Collectors returns the collectors to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.leases, m.peerBytes, m.peerErrors, m.served, m.refused}
+	return []prometheus.Collector{m.leases, m.peerBytes, m.peerErrors, m.served, m.refused, m.memberWrites}
 }

@@ -53,6 +53,9 @@ type Options struct {
 	LeaseTTL time.Duration
 	// LeaseTimeout: default DefaultLeaseTimeout.
 	LeaseTimeout time.Duration
+	// MemberTTL is the lifetime of this host's member record while Serve
+	// runs, renewed every third of it: default DefaultMemberTTL.
+	MemberTTL time.Duration
 	// Logger: default slog.Default().
 	Logger *slog.Logger
 	// Transport under peer requests; nil uses one with short dial timeouts.
@@ -99,6 +102,9 @@ func New(opts Options) (*Node, error) {
 	}
 	if opts.LeaseTimeout <= 0 {
 		opts.LeaseTimeout = DefaultLeaseTimeout
+	}
+	if opts.MemberTTL <= 0 {
+		opts.MemberTTL = DefaultMemberTTL
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -259,16 +265,35 @@ func (n *Node) Ping(ctx context.Context, base string) error { return n.client.pi
 // Ping checks, without a Node (for `tollgate doctor`), that the peer
 // listener at base (http://10.0.0.5:5001) is reachable and accepts requests
 // signed with secret for mode: nil, or an error wrapping ErrPeer that says
-// whether it could not be reached or refused the signature.
+// whether it could not be reached (the dial's error, e.g.
+// syscall.ECONNREFUSED, or ctx's deadline) or refused the signature
+// (ErrRefused).
 func Ping(ctx context.Context, secret Secret, mode, base string) error {
 	sign := signer{secret: secret, mode: mode, now: time.Now}
-	return newClient(sign, newMetrics(), nil).ping(ctx, base)
+	tr := &http.Transport{
+		DialContext:       (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		DisableKeepAlives: true, // one request: leave no idle connection behind
+	}
+	defer tr.CloseIdleConnections()
+	return newClient(sign, newMetrics(), tr).ping(ctx, base)
 }
 
 // Serve answers the peer protocol on ln with blobs from the local cache
 // until ctx ends. ln must be the fleet's own listener (proxy.fleet.listen),
-// never the proxy's client listener.
+// never the proxy's client listener. While it serves, the node keeps its
+// member record in the lease engine (MemberPrefix), released when Serve
+// returns; a failing engine is logged and retried, never stops serving.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, blobs Blobs) error {
+	mctx, stopMember := context.WithCancel(ctx)
+	memberDone := make(chan struct{})
+	go func() {
+		defer close(memberDone)
+		n.keepMember(mctx)
+	}()
+	defer func() {
+		stopMember()
+		<-memberDone
+	}()
 	h := &peerHandler{blobs: blobs, sign: n.sign, log: n.log, metrics: n.metrics}
 	hs := newPeerServer(h, n.log, context.WithoutCancel(ctx))
 	errc := make(chan error, 1)

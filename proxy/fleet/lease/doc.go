@@ -39,4 +39,9 @@
 // Lease objects and keys are named after the caller's key under a
 // namespace, so that two fleets (a public and a private pool) sharing one
 // bucket or one Redis never see each other's leases.
+//
+// List returns the live leases under a key prefix (S3 ListObjectsV2 then a
+// GET per object, Redis SCAN MATCH, a directory read): the fleet lists its
+// member records with it. It reads every record under the prefix, so it is
+// for narrow prefixes, never for the blob leases.
 package lease

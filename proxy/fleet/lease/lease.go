@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -55,6 +56,15 @@ type Store interface {
 	// Release ends a lease of ours at once, so that the next Acquire of
 	// its key succeeds; ErrLost if it was no longer ours.
 	Release(ctx context.Context, l Lease) error
+	// List returns the unexpired leases whose key starts with prefix ("" for
+	// every key), at most max (at least 1) of them, sorted by key; when more
+	// match, which ones are returned is up to the engine. Released and
+	// expired leases are left out, and so are records that are not tollgate
+	// leases. Like the Lease ErrHeld returns, each says who holds it and
+	// until when; Renew and Release refuse them. An engine reads every
+	// record under the prefix, expired ones not yet cleaned up included, so
+	// callers list narrow prefixes (fleet membership records), never blobs.
+	List(ctx context.Context, prefix string, max int) ([]Lease, error)
 	// Close releases the engine's connections.
 	Close() error
 }
@@ -127,6 +137,33 @@ func validKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// validList checks List's arguments: a prefix of key characters (possibly
+// empty) and a positive bound.
+func validList(prefix string, max int) error {
+	if len(prefix) > maxKeyLen {
+		return fmt.Errorf("lease: invalid prefix %q: longer than %d", prefix, maxKeyLen)
+	}
+	for _, c := range prefix {
+		if !keyChar(c) {
+			return fmt.Errorf("lease: invalid prefix %q: character %q is not one of [A-Za-z0-9._:+-]", prefix, c)
+		}
+	}
+	if max < 1 {
+		return fmt.Errorf("lease: listing at most %d leases: want at least 1", max)
+	}
+	return nil
+}
+
+// errNotLease marks a record under a store's prefix that is not a
+// tollgate lease: Acquire reports it, List leaves it out.
+var errNotLease = errors.New("not a tollgate lease")
+
+// sortLeases orders List's result by key.
+func sortLeases(ls []Lease) []Lease {
+	slices.SortFunc(ls, func(a, b Lease) int { return strings.Compare(a.Key, b.Key) })
+	return ls
 }
 
 // validNamespace is like validKey and also allows "/" between segments.

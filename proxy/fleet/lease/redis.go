@@ -130,6 +130,103 @@ func (s *redisStore) Release(ctx context.Context, l Lease) error {
 	return nil
 }
 
+// redisScanCount is the COUNT hint of each SCAN step of List.
+const redisScanCount = 256
+
+// List walks the namespace's keys with SCAN (never KEYS, which blocks the
+// server while it walks the whole key space) and reads each match's value
+// and remaining time in one pipeline per step. Keys expire on Redis's own
+// clock, so what it returns has not expired.
+func (s *redisStore) List(ctx context.Context, prefix string, max int) ([]Lease, error) {
+	if err := validList(prefix, max); err != nil {
+		return nil, err
+	}
+	match := redisGlobEscape(s.prefix+prefix) + "*"
+	seen := map[string]bool{} // SCAN may return a key more than once
+	var out []Lease
+	var cursor uint64
+	for {
+		keys, next, err := s.client.Scan(ctx, cursor, match, redisScanCount).Result()
+		if err != nil {
+			return nil, fmt.Errorf("lease: redis: listing %q: %w", prefix, err)
+		}
+		var fresh []string
+		for _, k := range keys {
+			if !seen[k] {
+				seen[k] = true
+				fresh = append(fresh, k)
+			}
+		}
+		if len(fresh) > 0 {
+			ls, err := s.read(ctx, fresh)
+			if err != nil {
+				return nil, fmt.Errorf("lease: redis: listing %q: %w", prefix, err)
+			}
+			for _, l := range ls {
+				if len(out) == max {
+					break
+				}
+				out = append(out, l)
+			}
+		}
+		cursor = next
+		if cursor == 0 || len(out) == max {
+			return sortLeases(out), nil
+		}
+	}
+}
+
+// read GETs keys and their remaining time in one round trip; keys that
+// expired meanwhile and values that are not leases are left out.
+func (s *redisStore) read(ctx context.Context, keys []string) ([]Lease, error) {
+	type pair struct {
+		value *redis.StringCmd
+		pttl  *redis.DurationCmd
+	}
+	cmds := make([]pair, len(keys))
+	start := time.Now()
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = pair{p.Get(ctx, k), p.PTTL(ctx, k)}
+		}
+		return nil
+	})
+	var reply redis.Error
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
+		return nil, err // the connection, not one key's reply
+	}
+	var out []Lease
+	for i, k := range keys {
+		value, err := cmds[i].value.Result()
+		if err != nil {
+			continue // gone meanwhile (redis.Nil), or not a string
+		}
+		pttl, err := cmds[i].pttl.Result()
+		if err != nil || pttl <= 0 {
+			continue // gone meanwhile, or without expiry: not a lease
+		}
+		_, holder, ok := strings.Cut(value, " ")
+		if !ok || validHolder(holder) != nil {
+			continue
+		}
+		out = append(out, Lease{Key: strings.TrimPrefix(k, s.prefix), Holder: holder, Expires: start.Add(pttl)})
+	}
+	return out, nil
+}
+
+// redisGlobEscape quotes the characters SCAN's MATCH treats as a pattern.
+func redisGlobEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch c {
+		case '*', '?', '[', ']', '\\', '^':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
 func (s *redisStore) Close() error {
 	if err := s.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return fmt.Errorf("lease: redis: %w", err)

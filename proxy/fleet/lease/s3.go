@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -235,6 +236,93 @@ func (s *s3Store) Release(ctx context.Context, l Lease) error {
 	return nil
 }
 
+// s3ListReaders bounds the GETs List runs at once.
+const s3ListReaders = 8
+
+// List lists the objects under the namespace's prefix (ListObjectsV2, one
+// level: nested namespaces are left out) and reads each one, as Acquire
+// does, to judge its expiry on the store's clock. It stops listing once max
+// live leases are found.
+func (s *s3Store) List(ctx context.Context, prefix string, max int) ([]Lease, error) {
+	if err := validList(prefix, max); err != nil {
+		return nil, err
+	}
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket:    aws.String(s.bucket),
+		Prefix:    aws.String(s.prefix + prefix),
+		Delimiter: aws.String("/"),
+	})
+	var out []Lease
+	for pages.HasMorePages() && len(out) < max {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("lease: s3: listing %q: %w", prefix, err)
+		}
+		var keys []string
+		for _, o := range page.Contents {
+			if k := strings.TrimPrefix(aws.ToString(o.Key), s.prefix); validKey(k) == nil {
+				keys = append(keys, k)
+			}
+		}
+		ls, err := s.readAll(ctx, keys)
+		if err != nil {
+			return nil, fmt.Errorf("lease: s3: listing %q: %w", prefix, err)
+		}
+		for _, l := range ls {
+			if len(out) == max {
+				break
+			}
+			out = append(out, l)
+		}
+	}
+	return sortLeases(out), nil
+}
+
+// readAll GETs the lease objects keys, a few at once, and returns the
+// live ones in the order of keys.
+func (s *s3Store) readAll(ctx context.Context, keys []string) ([]Lease, error) {
+	type result struct {
+		l    Lease
+		live bool
+		err  error
+	}
+	results := make([]result, len(keys))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(s3ListReaders, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				cur, err := s.get(ctx, keys[i])
+				switch {
+				case errors.Is(err, errS3Missing), errors.Is(err, errNotLease):
+					// Removed meanwhile (lifecycle rule), or not ours.
+				case err != nil:
+					results[i].err = err
+				case !cur.rec.Released && cur.remaining > 0:
+					results[i] = result{l: Lease{Key: keys[i], Holder: cur.rec.Holder, Expires: time.Now().Add(cur.remaining)}, live: true}
+				}
+			}
+		}()
+	}
+	for i := range keys {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var out []Lease
+	for _, r := range results {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if r.live {
+			out = append(out, r.l)
+		}
+	}
+	return out, nil
+}
+
 func (s *s3Store) Close() error {
 	if s.transport != nil {
 		s.transport.CloseIdleConnections()
@@ -295,7 +383,7 @@ func (s *s3Store) get(ctx context.Context, key string) (s3Current, error) {
 	}
 	var cur s3Current
 	if err := json.Unmarshal(body, &cur.rec); err != nil || cur.rec.Token == "" {
-		return s3Current{}, fmt.Errorf("object %s holds no tollgate lease (%d bytes of something else): delete it", s.prefix+key, len(body))
+		return s3Current{}, fmt.Errorf("object %s holds no tollgate lease (%d bytes of something else): delete it: %w", s.prefix+key, len(body), errNotLease)
 	}
 	if out.ETag == nil || out.LastModified == nil {
 		return s3Current{}, errors.New("the store answered a GET without ETag or Last-Modified")

@@ -46,6 +46,104 @@ func testStore(t *testing.T, e engine) {
 	t.Run("ReleaseFreesIt", func(t *testing.T) { testRelease(t, e) })
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { testNamespaces(t, e) })
 	t.Run("InvalidInput", func(t *testing.T) { testInvalid(t, e) })
+	t.Run("ListLiveLeasesByPrefix", func(t *testing.T) { testList(t, e) })
+}
+
+// keysOf returns the keys of ls, and fails the test unless each names the
+// holder want says.
+func keysOf(t *testing.T, ls []lease.Lease, want map[string]string) []string {
+	t.Helper()
+	var keys []string
+	for _, l := range ls {
+		keys = append(keys, l.Key)
+		if w, ok := want[l.Key]; ok && l.Holder != w {
+			t.Errorf("listed %s held by %q, want %q", l.Key, l.Holder, w)
+		}
+		if until := time.Until(l.Expires); until <= 0 || until > 2*time.Minute {
+			t.Errorf("listed %s expires in %s", l.Key, until)
+		}
+	}
+	return keys
+}
+
+// testList: List returns the live leases under a prefix, sorted, at most
+// max of them; released and expired ones, other prefixes and other
+// namespaces (nested ones too) are left out; what it returns cannot be
+// renewed.
+func testList(t *testing.T, e engine) {
+	a, nested, other := e.host(t, "list"), e.host(t, "list/nested"), e.host(t, "list-other")
+	ctx := ctxFor(t, 60*time.Second)
+	holders := map[string]string{"member-1": holderURL(1), "member-2": holderURL(2), "sha256:blob": holderURL(3)}
+	for k, h := range holders {
+		if _, err := a.Acquire(ctx, k, h, time.Minute); err != nil {
+			t.Fatalf("acquire %s: %v", k, err)
+		}
+	}
+	released, err := a.Acquire(ctx, "member-released", holderURL(4), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(ctx, released); err != nil {
+		t.Fatal(err)
+	}
+	short, err := a.Acquire(ctx, "member-short", holderURL(5), e.ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []lease.Store{nested, other} {
+		if _, err := s.Acquire(ctx, "member-elsewhere", holderURL(6), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := a.List(ctx, "member-", 100)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	// The short lease may have expired already on a slow machine; it must
+	// be there only while it lives.
+	keys := keysOf(t, got, holders)
+	if want := "[member-1 member-2 member-short]"; fmt.Sprint(keys) != want && !(time.Now().After(short.Expires) && fmt.Sprint(keys) == "[member-1 member-2]") {
+		t.Errorf("List(member-) = %v, want %s", keys, want)
+	}
+	testwait.Eventually(t, e.ttl+10*time.Second, func() error {
+		got, err := a.List(ctx, "member-", 100)
+		if err != nil {
+			return err
+		}
+		if keys := keysOf(t, got, holders); fmt.Sprint(keys) != "[member-1 member-2]" {
+			return fmt.Errorf("List(member-) = %v, want the expired member-short left out", keys)
+		}
+		return nil
+	})
+	if time.Now().Before(short.Expires) {
+		t.Errorf("the short lease was left out before it expired")
+	}
+	all, err := a.List(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := keysOf(t, all, holders); fmt.Sprint(keys) != "[member-1 member-2 sha256:blob]" {
+		t.Errorf("List(\"\") = %v, want every live lease of the namespace and nothing of the nested one", keys)
+	}
+	one, err := a.List(ctx, "member-", 1)
+	if err != nil || len(one) != 1 {
+		t.Errorf("List(member-, 1) = %v, %v; want exactly one", one, err)
+	}
+	none, err := e.host(t, "list-empty").List(ctx, "member-", 10)
+	if err != nil || len(none) != 0 {
+		t.Errorf("List in an empty namespace = %v, %v; want none", none, err)
+	}
+	if _, err := a.Renew(ctx, got[0], time.Minute); err == nil || errors.Is(err, lease.ErrLost) {
+		t.Errorf("Renew of a listed lease: %v, want an error saying it is not ours", err)
+	}
+	for _, c := range []struct {
+		prefix string
+		max    int
+	}{{"member/", 10}, {"*", 10}, {"member-", 0}} {
+		if _, err := a.List(ctx, c.prefix, c.max); err == nil {
+			t.Errorf("List(%q, %d): no error", c.prefix, c.max)
+		}
+	}
 }
 
 // testOneWinner: many hosts acquire the same key at the same moment, in
