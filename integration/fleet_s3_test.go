@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,21 +46,7 @@ func TestFleetOnS3PullsEachBlobFromUpstreamOnce(t *testing.T) {
 	store := harness.StartSeaweedFS(t)
 	f := startFleet(t, fleetOptions{hosts: 3, rate: 8 << 20, tier: s3Tier(store), lease: "shared"})
 	img := f.reg.SeedImage(t, "team/runner", "latest", harness.ImageSpec{Layers: 3, LayerSize: 3 << 20})
-	sk := harness.NewSkopeo(t)
-	var wg sync.WaitGroup
-	for _, px := range f.proxies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/team/runner:latest", img)
-		}()
-	}
-	wg.Wait()
-	for _, b := range img.Blobs() {
-		if n := f.reg.BlobGets(b); n != 1 {
-			t.Errorf("blob %s left the upstream %d times for 3 hosts pulling at once, want 1", b, n)
-		}
-	}
+	pullEverywhereAtOnce(ctx, t, f, "team/runner:latest", img)
 	if errs := fleetMetric(t, f, "tollgate_fleet_leases_total", `result="error"`); errs != 0 {
 		t.Errorf("lease errors on the S3 engine = %v", errs)
 	}

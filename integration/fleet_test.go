@@ -205,6 +205,28 @@ func fillTemp(px *harness.Proxy) (string, int64) {
 	return best, size
 }
 
+// pullEverywhereAtOnce pulls ref (a repository and tag of pubHost) through
+// every proxy of f at the same moment with skopeo, each pull verified
+// against img, then checks that every blob left the upstream once.
+func pullEverywhereAtOnce(ctx context.Context, t *testing.T, f *testFleet, ref string, img harness.Image) {
+	t.Helper()
+	sk := harness.NewSkopeo(t)
+	var wg sync.WaitGroup
+	for _, px := range f.proxies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/"+ref, img)
+		}()
+	}
+	wg.Wait()
+	for _, b := range img.Blobs() {
+		if n := f.reg.BlobGets(b); n != 1 {
+			t.Errorf("blob %s left the upstream %d times for %d hosts pulling at once, want 1", b, n, len(f.proxies))
+		}
+	}
+}
+
 // TestFleetPullsEachBlobFromUpstreamOnce: three hosts pull one new image at
 // the same moment with skopeo; each blob leaves the upstream once, the
 // others stream it from its filler, and every copy verifies.
@@ -213,21 +235,7 @@ func TestFleetPullsEachBlobFromUpstreamOnce(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
 	f := startFleet(t, fleetOptions{hosts: 3, rate: 8 << 20})
 	img := f.reg.SeedImage(t, "team/runner", "latest", harness.ImageSpec{Layers: 3, LayerSize: 3 << 20})
-	sk := harness.NewSkopeo(t)
-	var wg sync.WaitGroup
-	for _, px := range f.proxies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pullImage(ctx, t, sk, px.Host+"/"+pubHost+"/team/runner:latest", img)
-		}()
-	}
-	wg.Wait()
-	for _, b := range img.Blobs() {
-		if n := f.reg.BlobGets(b); n != 1 {
-			t.Errorf("blob %s left the upstream %d times for 3 hosts pulling at once, want 1", b, n)
-		}
-	}
+	pullEverywhereAtOnce(ctx, t, f, "team/runner:latest", img)
 	if taken := fleetMetric(t, f, "tollgate_fleet_leases_total", `result="taken"`); taken != float64(len(img.Blobs())) {
 		t.Errorf("leases taken across the fleet = %v, want one per blob (%d)", taken, len(img.Blobs()))
 	}
