@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/spacelift-io/tollgate/internal/oneline"
 	"github.com/spacelift-io/tollgate/proxy/cache"
 )
 
@@ -204,7 +205,7 @@ func fillError(host string, err error) error {
 	return badUpstream(host, errcode.ErrorCodeBlobUnknown, err.Error())
 }
 
-// blobUpstream is how the cache reaches this blob in this repository.
+// upstream is how the cache reaches this blob in this repository.
 func (bs *blobService) upstream(rt *route) cache.Upstream {
 	return cache.Upstream{
 		Open: func(ctx context.Context) (io.ReadCloser, int64, error) {
@@ -222,10 +223,73 @@ func (bs *blobService) upstream(rt *route) cache.Upstream {
 			_, err := bs.headUpstream(ctx, rt)
 			return err
 		},
+		OpenFrom: func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
+			return bs.openUpstreamFrom(ctx, rt, offset)
+		},
 	}
 }
 
-// headBlobUpstream HEADs the blob upstream with this repository's
+// openUpstreamFrom GETs the blob upstream from byte offset on (Range:
+// bytes=offset-). A 206 must start at offset; its Content-Range gives the
+// whole size. An upstream that ignores the range answers 200 with the
+// whole blob, whose first offset bytes are read and dropped here.
+func (bs *blobService) openUpstreamFrom(ctx context.Context, rt *route, offset int64) (io.ReadCloser, int64, error) {
+	resp, err := bs.upstreams.request(ctx, http.MethodGet, rt, nil, http.Header{"Range": {"bytes=" + strconv.FormatInt(offset, 10) + "-"}})
+	if err != nil {
+		return nil, 0, err
+	}
+	body := &countingBody{ReadCloser: resp.Body, add: bs.metrics.upstreamBytes.WithLabelValues(bs.metrics.host(rt.name.Host)).Add}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != offset {
+			_ = body.Close()
+			return nil, 0, fmt.Errorf("upstream %s answered a download from byte %d with Content-Range %s", rt.name.Host, offset, oneline.Quote(resp.Header.Get("Content-Range")))
+		}
+		return body, size, nil
+	case http.StatusOK:
+		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
+			_ = body.Close()
+			return nil, 0, fmt.Errorf("upstream %s ignored the range: skipping its first %d bytes: %w", rt.name.Host, offset, err)
+		}
+		return body, resp.ContentLength, nil
+	default:
+		defer resp.Body.Close()
+		return nil, 0, readUpstreamError(rt.name.Host, resp)
+	}
+}
+
+// parseContentRange reads "bytes FIRST-LAST/SIZE" (SIZE may be "*", then
+// -1).
+func parseContentRange(v string) (first, size int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	span, total, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || first < 0 || last < first {
+		return 0, 0, false
+	}
+	if total == "*" {
+		return first, -1, true
+	}
+	size, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || size <= last {
+		return 0, 0, false
+	}
+	return first, size, true
+}
+
+// headUpstream HEADs the blob upstream with this repository's
 // credentials and returns its size.
 func (bs *blobService) headUpstream(ctx context.Context, rt *route) (int64, error) {
 	resp, err := bs.upstreams.request(ctx, http.MethodHead, rt, nil, nil)

@@ -133,7 +133,8 @@
 // whether another host is filling the blob. If so, the fill calls
 // Upstream.Check and then streams from that host, verifying the digest as
 // for any source; a stream that breaks off goes on from upstream where it
-// was (the bytes it had are read again and skipped). Otherwise (this host took the lease) the fill looks in the
+// was (Upstream.OpenFrom, a ranged GET; without it the whole download with
+// the bytes it had skipped). Otherwise (this host took the lease) the fill looks in the
 // shared tier once more, as the previous holder may have uploaded the blob
 // and released its lease in between, then goes upstream; the claim's Done is
 // called after the commit and the shared-tier upload (or on failure), which

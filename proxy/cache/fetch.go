@@ -29,6 +29,13 @@ type Upstream struct {
 	// is used instead: its response proves access, and the body is closed
 	// unread.
 	Check func(ctx context.Context) error
+	// OpenFrom, if set, starts the download at byte offset (a GET with
+	// Range: bytes=offset-): the body's first byte is the blob's byte at
+	// offset, and size is the whole blob's size, or -1 if unknown. A fill
+	// whose fleet peer went away mid-stream uses it to go on from upstream
+	// without downloading the bytes it already has; without it, Open is
+	// used and those bytes are read again and skipped.
+	OpenFrom func(ctx context.Context, offset int64) (body io.ReadCloser, size int64, err error)
 }
 
 func (u Upstream) check(ctx context.Context) error {

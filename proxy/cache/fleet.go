@@ -97,10 +97,11 @@ func (s sharedAfterLease) open(ctx context.Context, f *fill, acc *access) (io.Re
 
 // peerSource reads a blob from a fleet peer and, when the peer's stream
 // breaks off (the holder died or restarted), goes on from the upstream
-// where it was: Upstream.Open has no range, so the upstream body's first
-// bytes (those the peer sent) are read again and skipped, and the fill
-// hashes one continuous stream whose readers never see a gap. Content
-// that does not verify is caught by the fill like any other.
+// where it was: a ranged download from that offset (Upstream.OpenFrom),
+// or, without one, the whole download with its first bytes (those the
+// peer sent) read again and skipped. The fill hashes one continuous
+// stream whose readers never see a gap; content that does not verify is
+// caught by the fill like any other.
 type peerSource struct {
 	ctx      context.Context
 	c        *Cache
@@ -133,7 +134,7 @@ func (p *peerSource) Read(b []byte) (int, error) {
 	}
 	_ = p.peer.Close()
 	p.c.log.Warn("cache: fleet peer stream broke off, going on from upstream", "digest", p.d, "offset", p.off, "error", err)
-	body, size, oerr := p.up.Open(p.ctx)
+	body, size, oerr := p.openUpstream()
 	if oerr != nil {
 		return n, fmt.Errorf("peer stream broke off after %d bytes (%w) and the upstream failed: %w", p.off, err, oerr)
 	}
@@ -141,12 +142,25 @@ func (p *peerSource) Read(b []byte) (int, error) {
 		_ = body.Close()
 		return n, fmt.Errorf("%w: upstream announced %d bytes, the peer %d", ErrSizeMismatch, size, p.size)
 	}
-	if _, serr := io.CopyN(io.Discard, body, p.off); serr != nil {
-		_ = body.Close()
-		return n, fmt.Errorf("peer stream broke off after %d bytes (%w); skipping them upstream: %w", p.off, err, serr)
-	}
 	p.fallback = body
 	return n, nil
+}
+
+// openUpstream opens the blob upstream at p.off: ranged where the upstream
+// can, else from the start with the first p.off bytes skipped.
+func (p *peerSource) openUpstream() (io.ReadCloser, int64, error) {
+	if p.up.OpenFrom != nil {
+		return p.up.OpenFrom(p.ctx, p.off)
+	}
+	body, size, err := p.up.Open(p.ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := io.CopyN(io.Discard, body, p.off); err != nil {
+		_ = body.Close()
+		return nil, 0, fmt.Errorf("skipping the %d bytes the peer sent: %w", p.off, err)
+	}
+	return body, size, nil
 }
 
 func (p *peerSource) Close() error {

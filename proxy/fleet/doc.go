@@ -21,14 +21,14 @@
 //     private content), then streams the blob from the holder, which serves
 //     it from its fill in progress (one more reader of it). The cache
 //     verifies the digest as for any source; if the holder goes away
-//     mid-stream the fill goes on from upstream where it was (the
-//     upstream's body is read from the start, the bytes it had skipped),
+//     mid-stream the fill goes on from upstream where it was (a ranged
+//     GET of the rest, cache.Upstream.OpenFrom),
 //     and a copy that does not verify is never committed (the digest is
 //     then filled from upstream for a while without asking the fleet);
 //   - the engine is down or slow: the fill goes upstream, counted.
 //
-// A holder killed mid-fill costs its followers one upstream download each
-// (they do not wait for the lease to expire); hosts that miss later find
+// A holder killed mid-fill costs each follower one upstream download of
+// what it had not received yet (they do not wait for the lease to expire); hosts that miss later find
 // the lease held by the dead host until it expires, fail to reach it
 // (connection refused, or the 2 s dial timeout when the machine is gone)
 // and go upstream too.

@@ -3,9 +3,11 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,6 +183,14 @@ func TestCorruptPeerCopyIsNotAskedAgain(t *testing.T) {
 // off mid-way, the follower goes on from upstream at the same offset and
 // commits the verified blob.
 func TestFillStreamsFromTheHolderAndGoesOnFromUpstream(t *testing.T) {
+	t.Run("ranged", func(t *testing.T) { testFillGoesOnFromUpstream(t, true) })
+	t.Run("whole", func(t *testing.T) { testFillGoesOnFromUpstream(t, false) })
+}
+
+// testFillGoesOnFromUpstream: with an upstream that takes ranges
+// (Upstream.OpenFrom) the follower downloads only the bytes the peer did
+// not send; without, it downloads the whole blob again and skips them.
+func testFillGoesOnFromUpstream(t *testing.T, ranged bool) {
 	r := harness.StartRedis(t)
 	a := startNode(t, r.URL, "private", 3*time.Second, true)
 	b := startNode(t, r.URL, "private", 3*time.Second, true)
@@ -194,6 +204,9 @@ func TestFillStreamsFromTheHolderAndGoesOnFromUpstream(t *testing.T) {
 	defer ra.Close()
 	var checks atomic.Int64
 	up := u.open()
+	if ranged {
+		up = u.openRanged()
+	}
 	check := up.Check
 	up.Check = func(ctx context.Context) error { checks.Add(1); return check(ctx) }
 	rb, err := b.cache.Fetch(ctx, testHost, "other/repo", u.d, -1, up)
@@ -229,6 +242,13 @@ func TestFillStreamsFromTheHolderAndGoesOnFromUpstream(t *testing.T) {
 	}
 	if got := b.cache.Stats().BytesFromUpstream; got != int64(len(u.data))-int64(200<<10) {
 		t.Errorf("the follower counted %d bytes from upstream, want the %d after the break", got, len(u.data)-200<<10)
+	}
+	want := []string(nil)
+	if ranged {
+		want = []string{fmt.Sprintf("bytes=%d-", 200<<10)}
+	}
+	if got := u.rangeHeaders(); !slices.Equal(got, want) {
+		t.Errorf("ranged GETs upstream %q, want %q", got, want)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -37,6 +38,16 @@ type gatedUpstream struct {
 	gets   atomic.Int64
 	gateAt int
 	gate   chan struct{}
+	// ranges are the Range headers of the ranged GETs it answered.
+	rangesMu sync.Mutex
+	ranges   []string
+}
+
+// rangeHeaders returns the Range headers the upstream was sent.
+func (u *gatedUpstream) rangeHeaders() []string {
+	u.rangesMu.Lock()
+	defer u.rangesMu.Unlock()
+	return append([]string(nil), u.ranges...)
 }
 
 func newGatedUpstream(t *testing.T, size, gateAt int) *gatedUpstream {
@@ -49,6 +60,22 @@ func newGatedUpstream(t *testing.T, size, gateAt int) *gatedUpstream {
 	}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.gets.Add(1)
+		if rg := r.Header.Get("Range"); rg != "" {
+			// Ranged GETs (bytes=N-) are answered at once, ungated.
+			u.rangesMu.Lock()
+			u.ranges = append(u.ranges, rg)
+			u.rangesMu.Unlock()
+			from, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"))
+			if err != nil || from >= len(u.data) {
+				w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+				return
+			}
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(u.data)-1, len(u.data)))
+			w.Header().Set("Content-Length", strconv.Itoa(len(u.data)-from))
+			w.WriteHeader(http.StatusPartialContent)
+			_, _ = w.Write(u.data[from:])
+			return
+		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(u.data)))
 		if u.gateAt < 0 {
 			_, _ = w.Write(u.data)
@@ -79,6 +106,26 @@ func (u *gatedUpstream) open() cache.Upstream {
 		},
 		Check: func(context.Context) error { return nil },
 	}
+}
+
+// openRanged is open with OpenFrom: a ranged GET, as the proxy's upstreams
+// make.
+func (u *gatedUpstream) openRanged() cache.Upstream {
+	up := u.open()
+	up.OpenFrom = func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.srv.URL+"/blob", nil)
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		if resp.StatusCode != http.StatusPartialContent {
+			resp.Body.Close()
+			return nil, 0, fmt.Errorf("ranged GET: %s", resp.Status)
+		}
+		return resp.Body, int64(len(u.data)), nil
+	}
+	return up
 }
 
 // peerSetup is a cache served on a loopback peer listener, and a client.
