@@ -232,7 +232,9 @@ func (bs *blobService) upstream(rt *route) cache.Upstream {
 // openUpstreamFrom GETs the blob upstream from byte offset on (Range:
 // bytes=offset-). A 206 must start at offset; its Content-Range gives the
 // whole size. An upstream that ignores the range answers 200 with the
-// whole blob, whose first offset bytes are read and dropped here.
+// whole blob, whose first offset bytes are read and dropped here. A 416
+// saying the blob is offset bytes long means nothing is left: an empty
+// body.
 func (bs *blobService) openUpstreamFrom(ctx context.Context, rt *route, offset int64) (io.ReadCloser, int64, error) {
 	resp, err := bs.upstreams.request(ctx, http.MethodGet, rt, nil, http.Header{"Range": {"bytes=" + strconv.FormatInt(offset, 10) + "-"}})
 	if err != nil {
@@ -247,6 +249,16 @@ func (bs *blobService) openUpstreamFrom(ctx context.Context, rt *route, offset i
 			return nil, 0, fmt.Errorf("upstream %s answered a download from byte %d with Content-Range %s", rt.name.Host, offset, oneline.Quote(resp.Header.Get("Content-Range")))
 		}
 		return body, size, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		// "bytes */SIZE" with SIZE == offset: the bytes before offset
+		// are the whole blob (a peer stream of unknown length that broke
+		// off just after its last byte); nothing is left to download.
+		_ = body.Close()
+		cr := resp.Header.Get("Content-Range")
+		if size, err := strconv.ParseInt(strings.TrimPrefix(cr, "bytes */"), 10, 64); err == nil && strings.HasPrefix(cr, "bytes */") && size == offset {
+			return io.NopCloser(strings.NewReader("")), size, nil
+		}
+		return nil, 0, fmt.Errorf("upstream %s refused a download from byte %d (416, Content-Range %s)", rt.name.Host, offset, oneline.Quote(cr))
 	case http.StatusOK:
 		if _, err := io.CopyN(io.Discard, body, offset); err != nil {
 			_ = body.Close()

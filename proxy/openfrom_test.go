@@ -56,6 +56,20 @@ func TestUpstreamOpenFromIsRanged(t *testing.T) {
 	if ranged != 1 {
 		t.Errorf("blob GETs upstream = %d, want 1: %+v", ranged, up.log.all())
 	}
+	// From the blob's end: nothing left, which the upstream says with 416.
+	body, size, err = openFrom(context.Background(), int64(len(blob)))
+	if err != nil {
+		t.Fatalf("OpenFrom(the blob's size): %v", err)
+	}
+	if rest, _ := io.ReadAll(body); len(rest) != 0 || size != int64(len(blob)) {
+		t.Fatalf("OpenFrom(the blob's size): %d bytes, size %d; want none of %d", len(rest), size, len(blob))
+	}
+	_ = body.Close()
+	// Past it: an error, not an empty body.
+	if body, _, err := openFrom(context.Background(), int64(len(blob))+10); err == nil {
+		_ = body.Close()
+		t.Fatal("OpenFrom past the blob's end gave a body")
+	}
 }
 
 // TestUpstreamOpenFromUpstreamsThatIgnoreOrBendTheRange: an upstream that
